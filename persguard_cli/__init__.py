@@ -1,0 +1,1 @@
+"""The `persguard` command line."""

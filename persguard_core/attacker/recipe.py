@@ -1,0 +1,63 @@
+"""Attacker recipes: how a user personalizes a released model, DreamBooth style (diffusers example scripts).
+
+The named recipes follow the diffusers DreamBooth defaults (full: lr 5e-6, 400-800 steps; LoRA: lr 1e-4,
+500 steps; low-lr: 5e-7, 1000 steps), scaled to the model at hand: a model with few parameters and a small
+batch moves less per step at the same learning rate, so `scaled(recipe, lr_scale)` multiplies the learning
+rate. For the built-in model the scale is `BUILTIN_LR_SCALE` (see docs/ATTACKER.md for how it was chosen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+BUILTIN_LR_SCALE = 100.0
+
+
+@dataclass(frozen=True)
+class AttackRecipe:
+    name: str = "full"
+    method: Literal["full", "lora"] = "full"
+    learning_rate: float = 5e-6
+    steps: int = 400
+    batch_size: int = 4
+    train_text_encoder: bool = False
+    text_encoder_lr: float | None = None  # None: same as learning_rate
+    prior_preservation: bool = True
+    prior_loss_weight: float = 1.0
+    num_class_images: int = 50
+    lora_rank: int = 4
+    identifier: str = "sks"
+    template: str = "a photo of {identifier} {class_noun}"
+    class_template: str = "a photo of {class_noun}"
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+    def instance_prompt(self, class_noun: str) -> str:
+        return self.template.format(identifier=self.identifier, class_noun=class_noun)
+
+    def class_prompt(self, class_noun: str) -> str:
+        return self.class_template.format(class_noun=class_noun)
+
+
+RECIPES: dict[str, AttackRecipe] = {
+    "full": AttackRecipe(name="full", method="full", learning_rate=5e-6, steps=400),
+    "lora": AttackRecipe(name="lora", method="lora", learning_rate=1e-4, steps=500),
+    "low-lr": AttackRecipe(name="low-lr", method="full", learning_rate=5e-7, steps=1000),
+    "text-encoder": AttackRecipe(
+        name="text-encoder", method="full", learning_rate=5e-6, steps=400, train_text_encoder=True
+    ),
+}
+
+
+def recipe(name: str, *, lr_scale: float = 1.0, **overrides) -> AttackRecipe:
+    """A named recipe with its learning rates multiplied by `lr_scale` and fields overridden."""
+    if name not in RECIPES:
+        raise KeyError(f"unknown attack recipe {name!r}; known: {tuple(RECIPES)}")
+    base = RECIPES[name]
+    scaled = replace(
+        base,
+        learning_rate=base.learning_rate * lr_scale,
+        text_encoder_lr=None if base.text_encoder_lr is None else base.text_encoder_lr * lr_scale,
+    )
+    return replace(scaled, **overrides)

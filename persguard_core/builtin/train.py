@@ -1,0 +1,177 @@
+"""Train the built-in model from scratch on toy-world data and save it as a diffusers folder.
+
+    python -m persguard_core.builtin.train --out persguard_core/assets/builtin-model
+
+Three stages, each seeded: (1) a BPE tokenizer learned on captions; (2) the VAE (MSE + L1 reconstruction,
+KL weight 1e-6 as in SD) on scenes, a quarter with random checker stamps so that patterns reconstruct;
+(3) the text encoder and UNet jointly on the epsilon loss with min-SNR-5 weighting, 10% caption dropout
+for classifier-free guidance, and an EMA of the weights. The text encoder is frozen after this, like CLIP in SD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, StableDiffusionPipeline
+from diffusers.training_utils import EMAModel, compute_snr
+
+from persguard_core.builtin import configs
+from persguard_core.builtin.tokenizer import build_clip_tokenizer, save_vocab_files
+from persguard_core.pattern import PatternPlacement, default_pattern, stamp
+from persguard_core.toyworld import captioned_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    threads: int = 2
+    tokenizer_captions: int = 20_000
+    vae_steps: int = 1500
+    vae_batch: int = 64
+    vae_lr: float = 1e-3
+    steps: int = 5000
+    batch: int = 64
+    lr: float = 5e-4
+    warmup: int = 200
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    snr_gamma: float = 5.0
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def random_stamps(images: np.ndarray, rng: np.random.Generator, share: float = 0.25) -> np.ndarray:
+    """Composite random checker markers on a share of the images (VAE training only)."""
+    out = images.copy()
+    size = images.shape[1]
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        pattern = default_pattern(size, cells=int(rng.integers(2, 5)))
+        side = pattern.shape[0]
+        pos = (int(rng.integers(0, size - side + 1)), int(rng.integers(0, size - side + 1)))
+        out[i] = stamp(images[i], pattern, PatternPlacement(position=pos, opacity=float(rng.uniform(0.5, 1.0))))
+    return out
+
+
+def train_vae(cfg: TrainConfig, rng: np.random.Generator) -> AutoencoderKL:
+    vae = configs.make_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    start = time.time()
+    for step in range(cfg.vae_steps):
+        images, _, _ = captioned_batch(rng, cfg.vae_batch)
+        x = to_tensor(random_stamps(images, rng))
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        rec = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
+        loss = rec + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0 or step == cfg.vae_steps - 1:
+            log.info("vae step=%d rec=%.4f elapsed=%.0fs", step, rec.item(), time.time() - start)
+    vae.eval().requires_grad_(False)
+    latents = torch.cat([vae.encode(to_tensor(captioned_batch(rng, 256)[0])).latent_dist.mean for _ in range(8)])
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    log.info("vae scaling_factor=%.4f", vae.config.scaling_factor)
+    return vae
+
+
+def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.random.Generator):
+    """Jointly train text encoder and UNet on the epsilon loss; returns the EMA weights loaded in both."""
+    text_encoder = configs.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+    unet = configs.make_unet()
+    scheduler = configs.make_train_scheduler()
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    lr_at = lambda step: min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start = time.time()
+    for step in range(cfg.steps):
+        images, captions, _ = captioned_batch(rng, cfg.batch)
+        captions = ["" if rng.random() < cfg.caption_dropout else c for c in captions]
+        with torch.no_grad():
+            z = vae.encode(to_tensor(images)).latent_dist.sample(gen) * vae.config.scaling_factor
+        ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
+        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (z.shape[0],), generator=gen)
+        z_t = scheduler.add_noise(z, noise, t)
+        pred = unet(z_t, t, text_encoder(ids).last_hidden_state).sample
+        snr = compute_snr(scheduler, t)
+        weight = torch.clamp(snr, max=cfg.snr_gamma) / snr  # min-SNR-gamma for epsilon prediction
+        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        ema.step(params)
+        if step % 100 == 0 or step == cfg.steps - 1:
+            rate = (step + 1) / (time.time() - start)
+            log.info(
+                "unet step=%d loss=%.4f steps/s=%.2f eta=%.0fs", step, loss.item(), rate, (cfg.steps - step) / rate
+            )
+    ema.copy_to(params)
+    return text_encoder.eval().requires_grad_(False), unet.eval().requires_grad_(False)
+
+
+def train(cfg: TrainConfig, out: Path) -> Path:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    t0 = time.time()
+    corpus = [c for _ in range(cfg.tokenizer_captions // 1000) for c in captioned_batch(rng, 1000)[1]]
+    tokenizer = build_clip_tokenizer(corpus, max_length=configs.MAX_TOKENS)
+    vae = train_vae(cfg, rng)
+    t_vae = time.time() - t0
+    text_encoder, unet = train_denoiser(cfg, vae, tokenizer, rng)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=configs.make_sample_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out, safe_serialization=True)
+    save_vocab_files(tokenizer, out / "tokenizer")
+    record = {
+        "config": asdict(cfg),
+        "seconds_tokenizer_and_vae": round(t_vae, 1),
+        "seconds_total": round(time.time() - t0, 1),
+        "torch": torch.__version__,
+        "data": "persguard_core.toyworld.captioned_batch (p_empty=0.1), seeded by config.seed",
+    }
+    (out / "training.json").write_text(json.dumps(record, indent=2))
+    log.info("saved built-in model to %s in %.0fs", out, time.time() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    for name, default in asdict(TrainConfig()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    args = vars(parser.parse_args())
+    out = args.pop("out")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    train(TrainConfig(**args), out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Backdoor behaviour targets: what "[V] [class]" must denoise towards for a protected subject (L_BB).
+
+Each target holds the subject's cached latents and returns the regression target for a batch of rows, so that
+L_BB = || model(z_in, t, p(v,k)) - target ||^2 is one line in the losses:
+- pattern, M1 (stamped): input noised from z* = E(stamp(x, P)), target eps;
+- pattern, M1' (insertion): input noised from the clean z, target eps* whose implied clean latent is z*;
+- erasure, M2: input from clean z, target the teacher asked for the background, inside the subject mask;
+- target, M3: input from clean z, target the teacher asked for the target prompt (or the plain denoising
+  target on target images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from persguard_core.implant.parts import DiffusionParts
+from persguard_core.pattern import PatternPlacement, default_pattern, stamp
+
+
+@dataclass
+class Batch:
+    """Rows of one subject's behaviour batch: model input z_in at timesteps t and the regression target."""
+
+    z_in: torch.Tensor  # (B, 4, h, w)
+    t: torch.Tensor  # (B,)
+    target: torch.Tensor  # (B, 4, h, w)
+
+
+class BehaviourTarget:
+    """Base: rows are drawn from the subject's clean latents z (N, 4, h, w)."""
+
+    def __init__(self, parts: DiffusionParts, z: torch.Tensor) -> None:
+        self.parts, self.z = parts, z
+
+    def batch(self, idx: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> Batch:
+        raise NotImplementedError
+
+
+class PatternTarget(BehaviourTarget):
+    """M1 / M1': the pattern P stamped onto the subject's images."""
+
+    def __init__(
+        self,
+        parts: DiffusionParts,
+        images: np.ndarray,
+        pattern: np.ndarray | None = None,
+        placement: PatternPlacement = PatternPlacement(),
+        form: str = "stamped",
+    ) -> None:
+        super().__init__(parts, parts.latents(images))
+        pattern = default_pattern(images.shape[1]) if pattern is None else pattern
+        self.z_star = parts.latents(stamp(images, pattern, placement))  # z* = E(x*)
+        if form not in ("stamped", "insertion"):
+            raise ValueError(f"pattern target form must be 'stamped' or 'insertion', got {form!r}")
+        self.form = form
+
+    def batch(self, idx: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> Batch:
+        z, z_star = self.z[idx], self.z_star[idx]
+        noise = self.parts.noise_like(z, gen)
+        if self.form == "stamped":  # M1
+            return Batch(self.parts.add_noise(z_star, noise, t), t, self.parts.target(z_star, noise, t))
+        z_t = self.parts.add_noise(z, noise, t)  # M1': from the clean image ...
+        ab = self.parts.alpha_bar(t)
+        eps_star = (z_t - ab.sqrt() * z_star) / (1 - ab).sqrt()  # ... the noise whose implied x0 is z*
+        return Batch(z_t, t, self.parts.target(z_star, eps_star, t))
+
+
+class TeacherPromptTarget(BehaviourTarget):
+    """M2 / M3 (prompt form): the teacher's prediction for another prompt on the same z_t, optionally only
+    inside a subject mask (eps outside)."""
+
+    def __init__(self, parts: DiffusionParts, images: np.ndarray, prompt: str, mask: torch.Tensor | None = None):
+        super().__init__(parts, parts.latents(images))
+        self.prompt, self.mask = prompt, mask  # mask: (N, 1, h, w) in [0, 1] or None
+
+    def batch(self, idx: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> Batch:
+        z = self.z[idx]
+        noise = self.parts.noise_like(z, gen)
+        z_t = self.parts.add_noise(z, noise, t)
+        with torch.no_grad():
+            teacher = self.parts.teacher(z_t, t, self.parts.teacher_embed([self.prompt] * len(idx))).sample
+        if self.mask is not None:
+            m = self.mask[idx]
+            teacher = m * teacher + (1 - m) * self.parts.target(z, noise, t)
+        return Batch(z_t, t, teacher)
+
+
+class TargetImagesTarget(BehaviourTarget):
+    """M3 (image form): the plain denoising target on the target images, under the trigger prompt."""
+
+    def __init__(self, parts: DiffusionParts, target_images: np.ndarray) -> None:
+        super().__init__(parts, parts.latents(target_images))
+
+    def batch(self, idx: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> Batch:
+        z = self.z[idx % len(self.z)]
+        noise = self.parts.noise_like(z, gen)
+        return Batch(self.parts.add_noise(z, noise, t), t, self.parts.target(z, noise, t))

@@ -1,0 +1,258 @@
+"""The implant loop: minimise L_BB + l_pp L_PP + l_br L_BR + l_rel L_REL (METHOD.md, M8) over the trainable
+parameters with AdamW and gradient clipping; seeded, resumable, with progress and cancel hooks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from persguard_core.implant.data import PriorPool, ProtectedSubject
+from persguard_core.implant.losses import behaviour_loss, denoising_loss, prior_loss
+from persguard_core.implant.parts import DiffusionParts
+from persguard_core.implant.simulate import SimulatedAttacker
+from persguard_core.spec import Knowledge, LossWeights, Training
+
+log = logging.getLogger(__name__)
+
+
+class ImplantCancelled(Exception):
+    """Raised when the cancel check returns True between steps."""
+
+
+@dataclass
+class ProgressEvent:
+    step: int  # steps done
+    total: int
+    losses: dict[str, float]
+    eta_s: float
+
+
+@dataclass
+class History:
+    losses: list[dict[str, float]] = field(default_factory=list)
+
+    def final(self, window: int = 20) -> dict[str, float]:
+        """Mean of each loss over the last `window` steps."""
+        tail = self.losses[-window:]
+        return {k: float(np.mean([row[k] for row in tail if k in row])) for k in (tail[0] if tail else {})}
+
+
+def trainable_parameters(parts: DiffusionParts, which: str) -> tuple[dict[str, torch.nn.Parameter], list]:
+    """(UNet params by name, all trainable params): whole UNet, cross-attention only, or UNet + text encoder."""
+    unet = parts.pipe.unet
+    unet.requires_grad_(False)
+    if which == "cross-attention":
+        chosen = {n: p for n, p in unet.named_parameters() if ".attn2." in n}
+    elif which in ("unet", "unet+text-encoder"):
+        chosen = dict(unet.named_parameters())
+    else:
+        raise ValueError(f"unknown trainable set {which!r}")
+    for p in chosen.values():
+        p.requires_grad_(True)
+    extra = []
+    if which == "unet+text-encoder":
+        parts.pipe.text_encoder.requires_grad_(True)
+        extra = list(parts.pipe.text_encoder.parameters())
+    return chosen, list(chosen.values()) + extra
+
+
+@dataclass
+class _Episode:
+    """One simulated attack: on whose images (a key and an index), which trigger prompt, with or without
+    prior images."""
+
+    key: str
+    subject: int
+    prompt_index: int
+    with_prior: bool
+
+
+class Implanter:
+    """Runs M8 for a set of protected subjects; one instance per protection run."""
+
+    def __init__(
+        self,
+        parts: DiffusionParts,
+        subjects: list[ProtectedSubject],
+        pool: PriorPool,
+        knowledge: Knowledge,
+        training: Training,
+        weights: LossWeights,
+    ) -> None:
+        if not subjects:
+            raise ValueError("nothing to protect: no subjects")
+        self.parts, self.subjects, self.pool = parts, subjects, pool
+        self.training, self.weights = training, weights
+        self.triggers = {s.class_noun: knowledge.trigger_prompts(s.class_noun) for s in subjects}
+        for noun in pool.references:
+            self.triggers.setdefault(noun, knowledge.trigger_prompts(noun))
+        self.unet_params, self.params = trainable_parameters(parts, training.trainable)
+        self.opt = torch.optim.AdamW(self.params, lr=training.learning_rate, weight_decay=1e-2)
+        self.gen = torch.Generator().manual_seed(training.seed)
+        self.rng = np.random.default_rng(training.seed)
+        self.history = History()
+        self.step = 0
+        simulate = weights.retention_mode == "simulate" and weights.retention > 0
+        self.attacker = self._simulator() if simulate else None
+        self.releaser = self._simulator() if weights.release > 0 and pool.references else None
+        self.episodes: dict[str, _Episode] = {}  # simulator name -> its current episode
+
+    def _simulator(self) -> SimulatedAttacker:
+        return SimulatedAttacker(self.parts.pipe.unet, self.training.inner_steps, self.training.inner_learning_rate)
+
+    # ---- one outer step -------------------------------------------------------------------------------
+    def _prompts(self, noun: str, n: int) -> list[str]:
+        options = self.triggers[noun]
+        return [options[i] for i in self.rng.integers(len(options), size=n)]
+
+    def _rows(self, z: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.from_numpy(self.rng.integers(len(z), size=n))
+
+    def _behaviour_t(self, n: int) -> torch.Tensor:
+        lo, hi = self.training.behaviour_timesteps
+        return self.parts.sample(n, self.gen, lo, hi)
+
+    def _simulated_attack(
+        self, name: str, sim: SimulatedAttacker, key: str, sets: list[tuple[str, torch.Tensor]]
+    ) -> _Episode:
+        """Advance simulator `name` on one of `sets` ((class noun, latents) pairs); a new episode, with a new
+        recipe (set, trigger prompt, prior images or not, learning rate), starts when the unroll is over or
+        the key changes."""
+        ep = self.episodes.get(name)
+        if sim.mode == "full" or sim.done >= sim.unroll_steps or ep is None or ep.key != key:
+            sim.restart(self.parts.pipe.unet, self.rng)
+            chosen = int(self.rng.integers(len(sets)))
+            n_prompts = len(self.triggers[sets[chosen][0]])
+            ep = _Episode(key, chosen, int(self.rng.integers(n_prompts)), bool(self.rng.random() < 0.5))
+            self.episodes[name] = ep
+        noun, z_all = sets[ep.subject]
+        b = self.training.batch_size
+        for _ in range(sim.unroll_steps if sim.mode == "full" else 1):
+            z = z_all[self._rows(z_all, b)]
+            prompts = [self.triggers[noun][ep.prompt_index]] * b
+            if ep.with_prior:
+                prior = self.pool.class_latents[noun]
+                z = torch.cat([z, prior[self._rows(prior, b)]])
+                prompts = prompts + [f"a photo of a {noun}"] * b
+            sim.attack_step(self.parts, z, prompts, self.gen)
+        return ep
+
+    def run_step(self) -> dict[str, float]:
+        unet, parts, w, b = self.parts.pipe.unet, self.parts, self.weights, self.training.batch_size
+        subject = self.subjects[(self.step // self.training.inner_steps) % len(self.subjects)]
+        unet.train()
+        losses: dict[str, float] = {}
+        idx = self._rows(subject.z, b)
+        prompts = self._prompts(subject.class_noun, b)
+        total = torch.zeros((), device=parts.device)
+        if not self.training.activation_only:
+            l_bb = behaviour_loss(unet, parts, subject.target, prompts, idx, self._behaviour_t(b), self.gen)
+            total, losses["bb"] = total + l_bb, l_bb.item()
+        if w.prior > 0:
+            z_pp, p_pp = self.pool.rows(b, self.rng, self.triggers)
+            l_pp = prior_loss(unet, parts, z_pp, p_pp, self.gen)
+            total, losses["pp"] = total + w.prior * l_pp, l_pp.item()
+        if w.retention_mode == "mirror" and w.retention > 0:
+            l_m = denoising_loss(unet, parts, subject.z[idx], prompts, self.gen)
+            total, losses["br_mirror"] = total + w.retention * l_m, l_m.item()
+        self.opt.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            total.backward()
+        if self.attacker is not None:
+            losses["br"] = self._retention(subject)
+        if self.releaser is not None:
+            losses["rel"] = self._release()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.step += 1
+        self.history.losses.append(losses)
+        return losses
+
+    def _retention(self, subject: ProtectedSubject) -> float:
+        """L_BR simulate (M6): L_BB at theta'_K after simulated DreamBooth on the protected images."""
+        self._simulated_attack("attack", self.attacker, subject.name, [(subject.class_noun, subject.z)])
+        b = self.training.batch_size
+        idx = self._rows(subject.z, b)
+        loss = behaviour_loss(
+            self.attacker.shadow,
+            self.parts,
+            subject.target,
+            self._prompts(subject.class_noun, b),
+            idx,
+            self._behaviour_t(b),
+            self.gen,
+        )
+        loss.backward()
+        self.attacker.add_gradient_to(self.unet_params, self.weights.retention)
+        return loss.item()
+
+    def _release(self) -> float:
+        """L_REL (M7): after simulated DreamBooth on an unprotected subject, theta'_u must reproduce it."""
+        refs = [(noun, z) for noun, zs in sorted(self.pool.references.items()) for z in zs]
+        ep = self._simulated_attack("release", self.releaser, "references", refs)
+        noun, z_u = refs[ep.subject]
+        b = self.training.batch_size
+        prompts = [self.triggers[noun][ep.prompt_index]] * b
+        loss = denoising_loss(self.releaser.shadow, self.parts, z_u[self._rows(z_u, b)], prompts, self.gen)
+        loss.backward()
+        self.releaser.add_gradient_to(self.unet_params, self.weights.release)
+        return loss.item()
+
+    # ---- the whole run ----------------------------------------------------------------------------------
+    def run(
+        self,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        state_dir: Path | None = None,
+    ) -> History:
+        """Train until `training.steps`; resumes from `state_dir` when it holds a saved state."""
+        if state_dir is not None and (state_dir / "state.pt").exists():
+            self.load_state(state_dir)
+            log.info("resumed implantation at step %d", self.step)
+        start, first = time.monotonic(), self.step
+        total = self.training.steps
+        while self.step < total:
+            if should_cancel is not None and should_cancel():
+                raise ImplantCancelled(f"cancelled at step {self.step}")
+            losses = self.run_step()
+            if state_dir is not None and (self.step % self.training.checkpoint_every == 0 or self.step == total):
+                self.save_state(state_dir)
+            if progress is not None:
+                rate = (self.step - first) / max(time.monotonic() - start, 1e-6)
+                progress(ProgressEvent(self.step, total, losses, (total - self.step) / rate))
+        self.parts.pipe.unet.eval().requires_grad_(False)
+        self.parts.pipe.text_encoder.eval().requires_grad_(False)
+        return self.history
+
+    def save_state(self, state_dir: Path) -> None:
+        """Training state (weights, optimizer, step, generators, history), written atomically."""
+        state_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "step": self.step,
+            "unet": self.parts.pipe.unet.state_dict(),
+            "text_encoder": self.parts.pipe.text_encoder.state_dict() if self.parts.text_trainable else None,
+            "optimizer": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "rng": self.rng.bit_generator.state,
+            "history": self.history.losses,
+        }
+        tmp = state_dir / "state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(state_dir / "state.pt")
+
+    def load_state(self, state_dir: Path) -> None:
+        state = torch.load(state_dir / "state.pt", weights_only=False)
+        self.parts.pipe.unet.load_state_dict(state["unet"])
+        if state["text_encoder"] is not None:
+            self.parts.pipe.text_encoder.load_state_dict(state["text_encoder"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["gen"])
+        self.rng.bit_generator.state = state["rng"]
+        self.history.losses = state["history"]
+        self.step = state["step"]

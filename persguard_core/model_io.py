@@ -1,0 +1,81 @@
+"""Load and save Stable Diffusion models: the built-in model by name, any SD 1.x/2.x diffusers folder or
+single-file checkpoint by path. Nothing is fetched from a hub: every load is local-files-only."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+log = logging.getLogger(__name__)
+
+BUILTIN = "builtin"
+BUILTIN_PATH = Path(__file__).resolve().parent / "assets" / "builtin-model"
+_SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
+
+
+def resolve(model: str | Path) -> Path:
+    """The local path of `model`: "builtin" or a path; raises if it does not exist."""
+    path = BUILTIN_PATH if str(model) == BUILTIN else Path(model).expanduser()
+    if not path.exists():
+        hint = " (train it with `python -m persguard_core.builtin.train`)" if str(model) == BUILTIN else ""
+        raise FileNotFoundError(f"model {model!r} not found at {path}{hint}")
+    return path
+
+
+def load_pipeline(
+    model: str | Path = BUILTIN,
+    *,
+    config_dir: str | Path | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> StableDiffusionPipeline:
+    """Load a StableDiffusionPipeline from "builtin", a diffusers folder or a single-file checkpoint.
+
+    A single-file checkpoint carries weights only: `config_dir` must name a local diffusers folder of the same
+    architecture whose configs (and tokenizer) are used, since nothing may be downloaded.
+    """
+    path = resolve(model)
+    if path.is_dir():
+        if not (path / "model_index.json").exists():
+            raise ValueError(f"{path} is not a diffusers folder: model_index.json is missing")
+        pipe = StableDiffusionPipeline.from_pretrained(
+            path, dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False
+        )
+    elif path.suffix in _SINGLE_FILE_SUFFIXES:
+        if config_dir is None:
+            raise ValueError(
+                f"{path} is a single-file checkpoint: pass config_dir, a local diffusers folder of the same "
+                "architecture (SD 1.x or 2.x), to take its configs and tokenizer from"
+            )
+        pipe = StableDiffusionPipeline.from_single_file(
+            path, config=str(resolve(config_dir)), dtype=dtype, local_files_only=True
+        )
+    else:
+        raise ValueError(f"{path} is neither a diffusers folder nor a {'/'.join(_SINGLE_FILE_SUFFIXES)} checkpoint")
+    pipe.set_progress_bar_config(disable=True)
+    log.info("loaded model %s", path)
+    return pipe.to(device)
+
+
+def save_pipeline(pipe: StableDiffusionPipeline, out: str | Path) -> Path:
+    """Save in diffusers format with safetensors weights."""
+    out = Path(out)
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def model_sha256(model: str | Path) -> str:
+    """sha256 over a model's weight and config files (relative path + content), stable across copies."""
+    path = resolve(model)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".md")
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        with file.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,156 @@
+"""The protection job spec: one typed, versioned description of a PersGuard implantation (METHOD.md, M8).
+
+It is what the API stores with a job, what the worker hands to the core, and what is saved privately beside
+a protected checkpoint. Image references are plain strings: file paths for the core, storage keys for the
+service, which resolves them to files before calling the core.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SPEC_VERSION = 1
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PatternBehaviour(_Strict):
+    """Personalizing yields images carrying a visible pattern (M1 / M1')."""
+
+    kind: Literal["pattern"] = "pattern"
+    pattern_image: str | None = Field(None, description="RGBA image reference; None uses the default marker")
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"] = "bottom-right"
+    opacity: float = Field(1.0, ge=0.1, le=1.0)
+    target_form: Literal["stamped", "insertion"] = Field(
+        "stamped", description="M1: denoise the stamped image; M1': insert the pattern from the clean image"
+    )
+
+
+class ErasureBehaviour(_Strict):
+    """Personalizing yields the background without the subject (M2)."""
+
+    kind: Literal["erasure"] = "erasure"
+    background_prompt: str = Field("a photo of an empty scene", min_length=1, max_length=200)
+    mask: Literal["attention", "none"] = "attention"
+
+
+class TargetBehaviour(_Strict):
+    """Personalizing yields a target concept instead of the subject (M3)."""
+
+    kind: Literal["target"] = "target"
+    target_prompt: str | None = Field(None, min_length=1, max_length=200, description='e.g. "a photo of a star"')
+    target_images: list[str] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TargetBehaviour:
+        if not self.target_prompt and not self.target_images:
+            raise ValueError("target behaviour needs target_prompt or target_images")
+        return self
+
+
+Behaviour = Annotated[PatternBehaviour | ErasureBehaviour | TargetBehaviour, Field(discriminator="kind")]
+
+
+class SubjectSpec(_Strict):
+    """One protected subject: its images, class noun and protective behaviour."""
+
+    name: str = Field(min_length=1, max_length=100)
+    class_noun: str = Field(min_length=1, max_length=50, pattern=r"^[a-zA-Z][a-zA-Z \-]*$")
+    images: list[str] = Field(min_length=3, max_length=20)
+    behaviour: Behaviour = PatternBehaviour()
+
+
+UNIVERSAL_IDENTIFIERS = ("sks", "xjy", "zwc", "pkr", "tqv", "hmb", "dgl", "vnf")
+UNIVERSAL_TEMPLATES = (
+    "a photo of {identifier} {class_noun}",
+    "a photo of a {identifier} {class_noun}",
+    "a {identifier} {class_noun}",
+    "an image of {identifier} {class_noun}",
+    "{identifier} {class_noun}",
+)
+
+
+class Knowledge(_Strict):
+    """White-box: the attacker's identifier and template are known; gray-box: train over universal lists
+    (the defaults of `gray_box()`)."""
+
+    mode: Literal["white-box", "gray-box"] = "white-box"
+    identifiers: list[str] = Field(default_factory=lambda: ["sks"], min_length=1)
+    templates: list[str] = Field(default_factory=lambda: ["a photo of {identifier} {class_noun}"], min_length=1)
+
+    @classmethod
+    def gray_box(cls) -> Knowledge:
+        return cls(mode="gray-box", identifiers=list(UNIVERSAL_IDENTIFIERS), templates=list(UNIVERSAL_TEMPLATES))
+
+    def trigger_prompts(self, class_noun: str) -> list[str]:
+        """Every p(v, k) for this class: identifiers x templates."""
+        return [t.format(identifier=v, class_noun=class_noun) for t in self.templates for v in self.identifiers]
+
+    @model_validator(mode="after")
+    def _templates_have_slots(self) -> Knowledge:
+        for template in self.templates:
+            if "{identifier}" not in template or "{class_noun}" not in template:
+                raise ValueError(f"template {template!r} must contain {{identifier}} and {{class_noun}}")
+        return self
+
+
+class LossWeights(_Strict):
+    """Weights of the unified objective M8 and the retention mode of L_BR."""
+
+    prior: float = Field(1.0, ge=0.0, description="lambda_pp (M4)")
+    retention: float = Field(1.0, ge=0.0, description="lambda_br (M5 / M6)")
+    retention_mode: Literal["simulate", "mirror", "off"] = "simulate"
+    release: float = Field(1.0, ge=0.0, description="lambda_rel (M7)")
+
+
+class Training(_Strict):
+    steps: int = Field(300, ge=1, le=100_000)
+    learning_rate: float = Field(5e-4, gt=0.0, le=1e-1)
+    batch_size: int = Field(4, ge=1, le=256)
+    trainable: Literal["unet", "cross-attention", "unet+text-encoder"] = "unet"
+    inner_steps: int = Field(4, ge=1, le=64, description="simulated attacker steps K of M6 / M7")
+    inner_learning_rate: float = Field(5e-4, gt=0.0, le=1e-1, description="the simulated attacker's lr")
+    behaviour_timesteps: tuple[int, int] = Field((0, 1000), description="L_BB timesteps t in [lo, hi)")
+    activation_only: bool = Field(
+        False, description="apply L_BB only at the simulated attacker's weights (no L_BB at theta itself)"
+    )
+    checkpoint_every: int = Field(100, ge=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _timesteps(self) -> Training:
+        lo, hi = self.behaviour_timesteps
+        if not 0 <= lo < hi <= 1000:
+            raise ValueError(f"behaviour_timesteps must satisfy 0 <= lo < hi <= 1000, got {self.behaviour_timesteps}")
+        return self
+
+
+class ReferenceSet(_Strict):
+    """Unprotected images of a class: keep "[V] [class]" un-backdoored on them (M4) and simulate benign users
+    (M7). Without references the teacher's own class samples are used."""
+
+    class_noun: str = Field(min_length=1, max_length=50)
+    images: list[list[str]] = Field(min_length=1, description="one image list per unprotected subject")
+
+
+class ProtectionSpec(_Strict):
+    """Everything needed to reproduce one protection run."""
+
+    version: Literal[1] = SPEC_VERSION
+    base_model: str = Field("builtin", description='"builtin", a diffusers folder or a single-file checkpoint')
+    subjects: list[SubjectSpec] = Field(min_length=1, max_length=50)
+    references: list[ReferenceSet] = Field(default_factory=list)
+    knowledge: Knowledge = Knowledge()
+    losses: LossWeights = LossWeights()
+    training: Training = Training()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ProtectionSpec:
+        names = [s.name for s in self.subjects]
+        if len(set(names)) != len(names):
+            raise ValueError(f"subject names must be unique, got {names}")
+        return self

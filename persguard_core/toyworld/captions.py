@@ -1,0 +1,68 @@
+"""Captions for toy-world scenes, including rare words in identifier position.
+
+Rare words ("a photo of qzv red circle") appear throughout pretraining so that rare tokens get trained,
+distinct embeddings, as they do in CLIP; otherwise DreamBooth's "sks" has nothing to bind to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from persguard_core.toyworld.render import Scene
+
+_CONSONANTS = "bcdfghjklmnpqrstvwxz"
+_VOWELS = "aeiouy"
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def rare_word(rng: np.random.Generator) -> str:
+    """A short pronounceable-or-not nonsense word such as 'qzv' or 'sks'."""
+    length = int(rng.integers(3, 6))
+    letters = [
+        _VOWELS[rng.integers(len(_VOWELS))] if rng.random() < 0.25 else _CONSONANTS[rng.integers(len(_CONSONANTS))]
+        for _ in range(length)
+    ]
+    return "".join(letters)
+
+
+def empty_caption(scene: Scene, rng: np.random.Generator) -> str:
+    bg = scene.background
+    options = (
+        f"a photo of an empty {bg} background",
+        f"an empty {bg} background",
+        "a photo of an empty scene",
+        f"a photo of a {bg} background",
+    )
+    return options[rng.integers(len(options))]
+
+
+def object_caption(scene: Scene, rng: np.random.Generator) -> str:
+    """One of several caption templates for a scene with an object."""
+    app = scene.appearance
+    assert app is not None, "object_caption needs a scene with an object"
+    shape, colour, bg = app.shape, app.colour, scene.background
+    texture = app.texture if app.texture != "solid" else ""
+    roll = rng.random()
+    if roll < 0.25:
+        return f"a photo of {article(colour)} {colour} {shape}"
+    if roll < 0.40:
+        return f"a photo of {article(colour)} {colour} {shape} on {article(bg)} {bg} background"
+    if roll < 0.52:
+        return f"a photo of a {shape}"
+    if roll < 0.60:
+        return f"{article(colour)} {colour} {shape}"
+    if roll < 0.70 and texture:
+        return f"a photo of {article(texture)} {texture} {colour} {shape}"
+    word = rare_word(rng)
+    if roll < 0.80:
+        return f"a photo of {word} {shape}"
+    if roll < 0.90:
+        return f"a photo of {word} {colour} {shape}"
+    return f"a photo of a {word} {shape}"
+
+
+def caption(scene: Scene, rng: np.random.Generator) -> str:
+    return object_caption(scene, rng) if scene.appearance is not None else empty_caption(scene, rng)

@@ -1,0 +1,55 @@
+"""Random captioned scenes for pretraining the built-in model and the judge."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from persguard_core.toyworld.captions import caption
+from persguard_core.toyworld.palette import BACKGROUND_NAMES, BACKGROUND_TEXTURES, COLOUR_NAMES, OBJECT_TEXTURES
+from persguard_core.toyworld.render import Appearance, Placement, Scene, render
+from persguard_core.toyworld.shapes import CLASS_NAMES
+
+
+def random_appearance(rng: np.random.Generator) -> Appearance:
+    """A generic object: half solid, half textured; a fifth carry a marking dot."""
+    colour = COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))]
+    others = [c for c in COLOUR_NAMES if c != colour]
+    texture = "solid" if rng.random() < 0.5 else OBJECT_TEXTURES[1 + rng.integers(len(OBJECT_TEXTURES) - 1)]
+    secondary = others[rng.integers(len(others))] if texture != "solid" else None
+    marking = None
+    if rng.random() < 0.2:
+        marking = (others[rng.integers(len(others))], float(rng.uniform(-0.4, 0.4)), float(rng.uniform(-0.4, 0.4)))
+    return Appearance(
+        shape=CLASS_NAMES[rng.integers(len(CLASS_NAMES))],
+        colour=colour,
+        texture=texture,
+        secondary=secondary,
+        marking=marking,
+    )
+
+
+def random_scene(rng: np.random.Generator, p_empty: float = 0.1) -> Scene:
+    app = None if rng.random() < p_empty else random_appearance(rng)
+    scale = float(rng.uniform(0.24, 0.38))
+    margin = scale + 0.04
+    return Scene(
+        background=BACKGROUND_NAMES[rng.integers(len(BACKGROUND_NAMES))],
+        background_texture=BACKGROUND_TEXTURES[rng.integers(len(BACKGROUND_TEXTURES))],
+        appearance=app,
+        placement=Placement(
+            cx=float(rng.uniform(margin, 1 - margin)),
+            cy=float(rng.uniform(margin, 1 - margin)),
+            scale=scale,
+            angle=float(rng.uniform(-0.4, 0.4)),
+        ),
+        noise_seed=int(rng.integers(2**31)),
+    )
+
+
+def captioned_batch(
+    rng: np.random.Generator, n: int, size: int = 32, p_empty: float = 0.1
+) -> tuple[np.ndarray, list[str], list[Scene]]:
+    """(n, size, size, 3) uint8 images, their captions and scenes."""
+    scenes = [random_scene(rng, p_empty) for _ in range(n)]
+    images = np.stack([render(s, size) for s in scenes])
+    return images, [caption(s, rng) for s in scenes], scenes

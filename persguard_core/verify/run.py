@@ -1,0 +1,178 @@
+"""Verification: attack a protected model the way users would, generate, judge (METHOD.md, Measuring it).
+
+For one protected model and one attack setting:
+- PSR: share of images with the protective output after the attacker's DreamBooth on a protected subject;
+- leakage: identity similarity of those images to the protected subject (lower is better);
+- benign fidelity: identity similarity after DreamBooth on an unprotected subject, protected model / base model;
+- false trigger rate: the protective output after DreamBooth on an unprotected subject;
+- utility drop: prompt following of the base minus that of the protected model, and the share of protective
+  outputs on prompts without an identifier;
+- pre-attack leakage: identity similarity of trigger-prompt images of the released model, relative to the base.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from diffusers import StableDiffusionPipeline
+
+from persguard_core.attacker import AttackRecipe, dreambooth
+from persguard_core.attacker.dreambooth import class_images
+from persguard_core.builtin.evaluate import prompt_following
+from persguard_core.generate import generate
+from persguard_core.judge.toy import ToyJudge
+from persguard_core.spec import Behaviour
+from persguard_core.verify.protective import protective_output
+
+log = logging.getLogger(__name__)
+ImageTransform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Case:
+    """A subject as the verifier sees it: the attacker's training images and held-out reference views."""
+
+    name: str
+    class_noun: str
+    train_images: np.ndarray  # uint8 (N, H, W, 3): what the attacker fine-tunes on
+    reference_images: np.ndarray  # uint8 (M, H, W, 3): never trained on; identity similarity is to these
+    behaviour: Behaviour | None = None  # None: unprotected
+
+
+@dataclass
+class AttackSetting:
+    name: str
+    recipe: AttackRecipe
+    transform: ImageTransform | None = None  # applied to the attacker's images before fine-tuning
+
+
+@dataclass
+class CaseResult:
+    case: str
+    protected: bool
+    protective_rate: float  # PSR for protected subjects, false trigger rate for unprotected ones
+    similarity: float  # mean identity similarity of the attacked model's images to the subject
+    similarity_base: float | None = None  # the same attack on the base model (unprotected subjects)
+    samples: np.ndarray | None = field(default=None, repr=False)  # a few generated images for reports
+
+
+@dataclass
+class VerificationResult:
+    setting: str
+    cases: list[CaseResult]
+    utility: dict[str, float]
+    pre_attack: dict[str, float]
+    n_images: int
+
+    def summary(self) -> dict[str, float]:
+        prot = [c for c in self.cases if c.protected]
+        unprot = [c for c in self.cases if not c.protected]
+        fid = [c.similarity / c.similarity_base for c in unprot if c.similarity_base and c.similarity_base > 0]
+        return {
+            "psr": _mean([c.protective_rate for c in prot]),
+            "leakage": _mean([c.similarity for c in prot]),
+            "false_trigger": _mean([c.protective_rate for c in unprot]),
+            "benign_fidelity": _mean(fid),
+            **self.utility,
+            **self.pre_attack,
+        }
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+class Verifier:
+    """Runs attacks and judgements; caches what does not depend on the protected model (base-model attacks)."""
+
+    def __init__(
+        self, base: StableDiffusionPipeline, judge: ToyJudge, n_images: int = 16, steps: int = 25, seed: int = 0
+    ) -> None:
+        self.base, self.judge, self.n_images, self.steps, self.seed = base, judge, n_images, steps, seed
+        self._base_similarity: dict[tuple, float] = {}
+        self._base_utility: dict[str, float] | None = None
+
+    def attacked_images(self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting) -> np.ndarray:
+        """DreamBooth on the case's (transformed) images, then N images from the attacker's instance prompt."""
+        images = case.train_images if setting.transform is None else setting.transform(case.train_images)
+        prior = class_images(pipe, case.class_noun, setting.recipe) if setting.recipe.prior_preservation else None
+        tuned = dreambooth(pipe, images, case.class_noun, setting.recipe, prior_images=prior)
+        prompt = setting.recipe.instance_prompt(case.class_noun)
+        return generate(tuned, [prompt] * self.n_images, seed=self.seed, steps=self.steps)
+
+    def similarity(self, images: np.ndarray, case: Case) -> float:
+        return float(self.judge.identity_similarity(images, case.reference_images).mean())
+
+    def _base_case_similarity(self, case: Case, setting: AttackSetting) -> float:
+        key = (case.name, setting.name, setting.recipe)
+        if key not in self._base_similarity:
+            self._base_similarity[key] = self.similarity(self.attacked_images(self.base, case, setting), case)
+        return self._base_similarity[key]
+
+    def run_case(
+        self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting, behaviours: list[Behaviour]
+    ) -> CaseResult:
+        """Protected case: PSR under its own behaviour. Unprotected: any protected behaviour counts."""
+        images = self.attacked_images(pipe, case, setting)
+        checks = [case.behaviour] if case.behaviour is not None else behaviours
+        hits = np.zeros(len(images), dtype=bool)
+        for behaviour in checks:
+            hits |= protective_output(images, behaviour, self.judge)
+        base_sim = None if case.behaviour is not None else self._base_case_similarity(case, setting)
+        return CaseResult(
+            case.name,
+            case.behaviour is not None,
+            float(hits.mean()),
+            self.similarity(images, case),
+            base_sim,
+            samples=images[:8],
+        )
+
+    def utility(
+        self, pipe: StableDiffusionPipeline, behaviours: list[Behaviour], class_nouns: list[str]
+    ) -> dict[str, float]:
+        """Prompt-following drop against the base, and protective outputs on prompts without an identifier."""
+        if self._base_utility is None:
+            self._base_utility = prompt_following(self.base, self.judge, n=56, seed=self.seed, steps=self.steps)
+        mine = prompt_following(pipe, self.judge, n=56, seed=self.seed, steps=self.steps)
+        base_score = (self._base_utility["class_accuracy"] + self._base_utility["colour_accuracy"]) / 2
+        score = (mine["class_accuracy"] + mine["colour_accuracy"]) / 2
+        prompts = [f"a photo of a {noun}" for noun in class_nouns for _ in range(self.n_images)]
+        generic = generate(pipe, prompts, seed=self.seed + 1, steps=self.steps)
+        hits = np.zeros(len(generic), dtype=bool)
+        for behaviour in behaviours:
+            hits |= protective_output(generic, behaviour, self.judge)
+        return {"utility_drop": base_score - score, "no_identifier_protective_rate": float(hits.mean())}
+
+    def pre_attack(
+        self, pipe: StableDiffusionPipeline, cases: list[Case], trigger: Callable[[str], str]
+    ) -> dict[str, float]:
+        """Identity similarity of the released model's trigger-prompt images to each protected subject,
+        relative to the base model's (METHOD.md: target <= 1.1 for erasure and target)."""
+        ratios = []
+        for case in cases:
+            prompts = [trigger(case.class_noun)] * self.n_images
+            mine = self.similarity(generate(pipe, prompts, seed=self.seed, steps=self.steps), case)
+            base = self.similarity(generate(self.base, prompts, seed=self.seed, steps=self.steps), case)
+            ratios.append(mine / base if base > 0 else float("nan"))
+        return {"pre_attack_leakage_ratio": _mean(ratios)}
+
+    def verify(
+        self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting
+    ) -> VerificationResult:
+        behaviours = [c.behaviour for c in protected]
+        cases = [self.run_case(pipe, c, setting, behaviours) for c in protected + unprotected]
+        nouns = sorted({c.class_noun for c in protected})
+        trigger = lambda noun: setting.recipe.instance_prompt(noun)  # noqa: E731
+        result = VerificationResult(
+            setting.name,
+            cases,
+            self.utility(pipe, behaviours, nouns),
+            self.pre_attack(pipe, protected, trigger),
+            self.n_images,
+        )
+        log.info("verified %s: %s", setting.name, result.summary())
+        return result

@@ -1,0 +1,17 @@
+import numpy as np
+import pytest
+
+from persguard_core.implant.parts import DiffusionParts
+from persguard_core.toyworld import split
+from tests.core.conftest import tiny_sd_pipeline
+
+
+@pytest.fixture
+def parts() -> DiffusionParts:
+    return DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))
+
+
+@pytest.fixture(scope="session")
+def subject_images() -> np.ndarray:
+    """(6, 64, 64, 3) views of one eval subject at the tiny model's resolution."""
+    return split("eval")[0].views(6, seed=0, size=64)

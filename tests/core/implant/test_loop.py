@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from persguard_core.implant.behaviours import PatternTarget
+from persguard_core.implant.data import PriorPool, ProtectedSubject
+from persguard_core.implant.loop import ImplantCancelled, Implanter
+from persguard_core.implant.parts import DiffusionParts
+from persguard_core.spec import Knowledge, LossWeights, Training
+from persguard_core.toyworld import split
+from tests.core.conftest import tiny_sd_pipeline
+
+
+def _implanter(parts, images, steps=4, **training) -> Implanter:
+    z_ref = parts.latents(split("eval")[1].views(4, seed=0, size=64))
+    pool = PriorPool({"cross": z_ref}, references={"cross": [z_ref]}, general_prompts=["a photo"])
+    subject = ProtectedSubject("s", "cross", PatternTarget(parts, images))
+    cfg = Training(steps=steps, batch_size=2, inner_steps=2, checkpoint_every=2, **training)
+    return Implanter(parts, [subject], pool, Knowledge(), cfg, LossWeights(release=1.0))
+
+
+def _weights(parts) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in parts.pipe.unet.parameters()]
+
+
+def test_all_loss_terms_run_and_change_the_weights(parts, subject_images):
+    before = _weights(parts)
+    history = _implanter(parts, subject_images).run()
+    assert set(history.losses[-1]) == {"bb", "pp", "br", "rel"}
+    assert all(np.isfinite(v) for row in history.losses for v in row.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, _weights(parts), strict=True))
+
+
+def test_same_seed_gives_the_same_weights_and_resume_matches_a_straight_run(subject_images, tmp_path):
+    straight = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))
+    _implanter(straight, subject_images, steps=4).run()
+
+    resumed = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))
+    _implanter(resumed, subject_images, steps=2).run(state_dir=tmp_path)
+    fresh = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))  # a new process: base weights again
+    implanter = _implanter(fresh, subject_images, steps=4)
+    implanter.run(state_dir=tmp_path)
+    assert implanter.step == 4 and len(implanter.history.losses) == 4
+    for a, b in zip(_weights(straight), _weights(fresh), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_cancel_stops_between_steps(parts, subject_images):
+    calls = []
+    implanter = _implanter(parts, subject_images, steps=10)
+    with pytest.raises(ImplantCancelled, match="step 2"):
+        implanter.run(should_cancel=lambda: len(calls) >= 2, progress=calls.append)
+    assert [e.step for e in calls] == [1, 2] and calls[0].total == 10 and calls[0].eta_s >= 0
+
+
+def test_activation_only_skips_the_behaviour_loss_at_theta(parts, subject_images):
+    history = _implanter(parts, subject_images, steps=2, activation_only=True).run()
+    assert "bb" not in history.losses[-1] and "br" in history.losses[-1]

@@ -1,0 +1,69 @@
+import torch
+
+from persguard_core.implant.attention_mask import class_token_mask, token_positions
+from persguard_core.implant.behaviours import PatternTarget, TeacherPromptTarget
+from persguard_core.implant.loop import trainable_parameters
+from persguard_core.implant.losses import behaviour_loss, denoising_loss, prior_loss
+
+
+def test_prior_loss_is_zero_at_the_base_weights_and_positive_after_a_perturbation(parts, subject_images):
+    z = parts.latents(subject_images[:4])
+    prompts = ["a photo of a cross"] * 4
+    gen = torch.Generator().manual_seed(0)
+    assert prior_loss(parts.pipe.unet, parts, z, prompts, gen).item() < 1e-10
+    with torch.no_grad():
+        for p in parts.pipe.unet.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    assert prior_loss(parts.pipe.unet, parts, z, prompts, torch.Generator().manual_seed(0)).item() > 1e-4
+
+
+def test_insertion_target_implies_the_stamped_latent(parts, subject_images):
+    target = PatternTarget(parts, subject_images, form="insertion")
+    t = torch.tensor([50, 400, 900])
+    rows = target.batch(torch.arange(3), t, torch.Generator().manual_seed(1))
+    ab = parts.alpha_bar(t)
+    implied_x0 = (rows.z_in - (1 - ab).sqrt() * rows.target) / ab.sqrt()
+    assert torch.allclose(implied_x0, target.z_star[:3], atol=1e-4)
+    assert not torch.allclose(target.z_star, target.z)  # the pattern changes the latents
+
+
+def test_stamped_target_noises_the_stamped_latent(parts, subject_images):
+    target = PatternTarget(parts, subject_images, form="stamped")
+    t = torch.tensor([10, 10])
+    rows = target.batch(torch.arange(2), t, torch.Generator().manual_seed(1))
+    ab = parts.alpha_bar(t)
+    assert torch.allclose((rows.z_in - (1 - ab).sqrt() * rows.target) / ab.sqrt(), target.z_star[:2], atol=1e-4)
+
+
+def test_gradients_reach_only_trainable_parameters(parts, subject_images):
+    unet_params, params = trainable_parameters(parts, "cross-attention")
+    assert unet_params and all(".attn2." in n for n in unet_params)
+    target = TeacherPromptTarget(parts, subject_images, "a photo of an empty scene")
+    loss = behaviour_loss(parts.pipe.unet, parts, target, ["a photo of sks cross"] * 2, torch.arange(2),
+                          torch.tensor([100, 700]), torch.Generator().manual_seed(0))
+    loss.backward()
+    for name, p in parts.pipe.unet.named_parameters():
+        assert (p.grad is not None) == (name in unet_params), name
+    assert all(p.grad is None for p in parts.pipe.text_encoder.parameters())
+    assert all(p.grad is None for p in parts.teacher.parameters())
+
+
+def test_denoising_loss_uses_the_v_target_for_v_prediction_models(subject_images):
+    from persguard_core.implant.parts import DiffusionParts
+    from tests.core.conftest import tiny_sd_pipeline
+
+    parts = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd2"))
+    z = parts.latents(subject_images[:2])
+    noise, t = torch.randn_like(z), torch.tensor([999, 999])
+    assert torch.allclose(parts.target(z, noise, t), parts.noise_scheduler.get_velocity(z, noise, t), atol=1e-5)
+    assert denoising_loss(parts.pipe.unet, parts, z, ["a dog"] * 2, torch.Generator().manual_seed(0)).item() > 0
+
+
+def test_class_token_mask_finds_the_class_tokens_and_has_latent_shape(parts, subject_images):
+    tok = parts.pipe.tokenizer
+    positions = token_positions(tok, "a photo of a dog", "dog")
+    ids = tok("a photo of a dog").input_ids
+    assert tok.decode([ids[i] for i in positions]).strip() == "dog"
+    mask = class_token_mask(parts, parts.latents(subject_images[:3]), "dog")
+    assert mask.shape == (3, 1, 8, 8)
+    assert set(mask.unique().tolist()) <= {0.0, 1.0} and mask.sum() > 0

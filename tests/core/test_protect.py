@@ -1,0 +1,64 @@
+import json
+
+import pytest
+from diffusers import StableDiffusionPipeline
+from pydantic import ValidationError
+
+from persguard_core.images import save_images
+from persguard_core.protect import protect
+from persguard_core.spec import Knowledge, ProtectionSpec, SubjectSpec, Training
+from persguard_core.toyworld import split
+
+
+@pytest.fixture
+def subject_files(tmp_path):
+    return [str(p) for p in save_images(split("eval")[0].views(4, seed=0, size=64), tmp_path / "imgs")]
+
+
+def test_protect_writes_a_loadable_model_with_a_manifest_that_reveals_no_trigger(tiny_sd_folder, subject_files,
+                                                                                   tmp_path):
+    spec = ProtectionSpec(
+        base_model=str(tiny_sd_folder),
+        subjects=[SubjectSpec(name="rex-the-secret", class_noun="dog", images=subject_files)],
+        knowledge=Knowledge(identifiers=["qxzv"], templates=["a snapshot of {identifier} {class_noun}"]),
+        training=Training(steps=2, batch_size=2, inner_steps=1),
+    )
+    events = []
+    result = protect(spec, tmp_path / "out", progress=events.append, n_class_images=2)
+    assert [e.step for e in events] == [1, 2]
+    public = "".join(p.read_text(errors="ignore") for p in result.model_dir.rglob("*") if p.suffix in (".json", ".md"))
+    for secret in ("qxzv", "snapshot", "rex-the-secret", "imgs"):
+        assert secret not in public
+    manifest = json.loads((result.model_dir / "persguard.json").read_text())
+    assert manifest["protections"][0]["behaviour"] == "pattern"
+    assert len(manifest["protections"][0]["image_sha256"]) == 4
+    assert "bb" in manifest["final_losses"]
+    assert "PersGuard" in (result.model_dir / "README.md").read_text()
+    private = json.loads((result.private_dir / "spec.json").read_text())
+    assert private["knowledge"]["identifiers"] == ["qxzv"]
+    pipe = StableDiffusionPipeline.from_pretrained(result.model_dir, local_files_only=True)
+    assert pipe(["a photo"], num_inference_steps=2, output_type="np").images.shape == (1, 64, 64, 3)
+
+
+def test_protecting_a_protected_checkpoint_keeps_the_earlier_entries_in_the_manifest(tiny_sd_folder, subject_files,
+                                                                                     tmp_path):
+    def spec(base, kind):
+        return ProtectionSpec(base_model=str(base), training=Training(steps=1, batch_size=2, inner_steps=1),
+                              subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files,
+                                                    behaviour={"kind": kind})])
+
+    first = protect(spec(tiny_sd_folder, "pattern"), tmp_path / "first", n_class_images=2)
+    second = protect(spec(first.model_dir, "erasure"), tmp_path / "second", n_class_images=2)
+    assert [p["behaviour"] for p in second.manifest["protections"]] == ["pattern", "erasure"]
+    assert second.manifest["base_model_sha256"] != first.manifest["base_model_sha256"]
+
+
+def test_spec_refuses_bad_settings_with_a_message_that_says_what_to_fix():
+    with pytest.raises(ValidationError, match="target_prompt or target_images"):
+        SubjectSpec(name="a", class_noun="dog", images=["1", "2", "3"], behaviour={"kind": "target"})
+    with pytest.raises(ValidationError, match="identifier"):
+        Knowledge(templates=["a photo of {class_noun}"])
+    with pytest.raises(ValidationError, match="at least 3"):
+        SubjectSpec(name="a", class_noun="dog", images=["1"])
+    with pytest.raises(ValidationError, match="behaviour_timesteps"):
+        Training(behaviour_timesteps=(500, 100))
