@@ -130,9 +130,9 @@ def _attack_setting(setting: Setting, seed: int) -> AttackSetting:
         overrides |= {"identifier": BLACK_BOX_IDENTIFIER, "template": BLACK_BOX_TEMPLATE}
     transform = None
     if setting.transform is not None:
-        from persguard_core.attacker.transforms import get_transform
+        from persguard_core.attacker.transforms import transform as named_transform
 
-        fn, rng = get_transform(setting.transform), np.random.default_rng(seed)
+        fn, rng = named_transform(setting.transform), np.random.default_rng(seed)
         transform = lambda images: fn.apply(images, rng)  # noqa: E731
     return AttackSetting(setting.name, recipe(setting.attack, lr_scale=BUILTIN_LR_SCALE, **overrides), transform)
 

@@ -12,7 +12,10 @@ radius eps (in [-1, 1] pixel units) so that DreamBooth on them learns badly. For
      x' <- Proj_{||x' - x||_inf <= eps, [-1, 1]} (x' + alpha * sign(grad));
   3. fine-tune f itself on the perturbed images (surrogate_steps).
 Only the UNet is fine-tuned (the reference code also trains the text encoder); the input pipeline is never
-modified: the surrogate is a deep copy of its UNet.
+modified: the surrogate is a deep copy of its UNet. Latents are the VAE posterior means (the reference samples
+the posterior), as elsewhere in this project (implant/parts.py). Run it on a float32 pipeline: the surrogate
+trains in the pipeline's dtype (the reference uses bf16 autocast). The perturbation is kept in float across
+rounds and rounded to uint8 once at the end, clipped so that the rounding cannot leave the eps ball.
 
 Defaults follow the reference script: eps 0.05, alpha 0.005, 50 rounds of 3 surrogate steps and 6 PGD steps,
 batch 1 (+1 prior image with prior preservation). The surrogate learning rate is 5e-6, the reference
@@ -47,11 +50,18 @@ class ASPLConfig:
     surrogate_lr: float = 5e-6
     batch_size: int = 1  # instance images per surrogate step (reference: train_batch_size 1)
     pgd_batch_size: int = 8  # images per PGD forward/backward (memory only: the sign step is per image)
+    pgd_samples: int = 1  # (t, noise) draws per image in each PGD gradient (reference: 1); more: less noisy ascent
     prior_loss_weight: float = 1.0  # used when prior images are given
     instance_template: str = "a photo of sks {class_noun}"
     class_template: str = "a photo of {class_noun}"
     max_grad_norm: float = 1.0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.eps < 0 or self.alpha <= 0:
+            raise ValueError(f"need eps >= 0 and alpha > 0, got eps={self.eps}, alpha={self.alpha}")
+        if min(self.batch_size, self.pgd_batch_size, self.pgd_samples) < 1:
+            raise ValueError("batch_size, pgd_batch_size and pgd_samples must be at least 1")
 
     def instance_prompt(self, class_noun: str) -> str:
         return self.instance_template.format(class_noun=class_noun)
@@ -116,19 +126,21 @@ def _pgd(
 ) -> tuple[torch.Tensor, float]:
     """`config.pgd_steps` signed-gradient ascent steps on the denoising loss of `unet`, projected onto the eps
     ball around `original` and onto [-1, 1]. perturbed, original: (N, 3, H, W). Returns x' and the last loss."""
-    loss_sum = 0.0
+    last_loss = float("nan")
     for _ in range(config.pgd_steps):
         chunks, loss_sum = [], 0.0
         for start in range(0, len(perturbed), config.pgd_batch_size):
             x = perturbed[start : start + config.pgd_batch_size].detach().requires_grad_(True)
-            loss = denoising_loss(unet, parts, _encode(parts, x), [prompt] * len(x), gen)
+            z = _encode(parts, x).repeat_interleave(config.pgd_samples, dim=0)  # (n * pgd_samples, 4, h, w)
+            loss = denoising_loss(unet, parts, z, [prompt] * len(z), gen)
             (grad,) = torch.autograd.grad(loss, x)  # only d loss / d x: no parameter gradients accumulate
             chunks.append(x.detach() + config.alpha * grad.sign())
             loss_sum += loss.item() * len(x)
         stepped = torch.cat(chunks)
         delta = (stepped - original).clamp(-config.eps, config.eps)
         perturbed = (original + delta).clamp(-1.0, 1.0)
-    return perturbed, loss_sum / len(perturbed)
+        last_loss = loss_sum / len(perturbed)
+    return perturbed, last_loss
 
 
 def _to_uint8(perturbed: torch.Tensor, images: np.ndarray, eps: float) -> np.ndarray:
@@ -153,6 +165,8 @@ def aspl(
     steps add DreamBooth's prior-preservation loss under the class prompt, as the reference code does.
     `progress(round, rounds, pgd_loss)` is called after each round. `pipe` is not modified."""
     config = config or ASPLConfig()
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
     if len(images) == 0:
         raise ValueError("aspl needs at least one image")
     parts = _parts(pipe)
@@ -171,7 +185,8 @@ def aspl(
         adapted.eval().requires_grad_(False)
         perturbed, pgd_loss = _pgd(adapted, parts, perturbed, original, prompts[0], config, gen)
         with torch.no_grad():
-            perturbed_z = _encode(parts, perturbed)
+            step = config.pgd_batch_size
+            perturbed_z = torch.cat([_encode(parts, perturbed[i : i + step]) for i in range(0, len(perturbed), step)])
         _finetune(surrogate, parts, perturbed_z, prior_z, prompts, config, rng, gen)
         log.debug("aspl round %d/%d: pgd loss %.4f", r + 1, config.rounds, pgd_loss)
         if progress is not None:
