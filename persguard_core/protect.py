@@ -101,6 +101,8 @@ def protect(
     private_dir.mkdir(parents=True, exist_ok=True)
     (private_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
     pipe = model_io.load_pipeline(spec.base_model, device=device)
+    if pipe.device.type == "cuda":
+        pipe.unet.enable_gradient_checkpointing()  # memory for SD-size UNets; SDPA attention is diffusers' default
     parts = DiffusionParts.from_pipeline(pipe, text_trainable=spec.training.trainable == "unet+text-encoder")
     size = image_size(pipe)
     subjects = [

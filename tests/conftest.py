@@ -22,6 +22,17 @@ from pathlib import Path
 
 import pytest
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded, in tests least of all
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch on at most 2 threads, so that a test run behaves the same on a busy 2-core machine."""
+    import torch
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
 POSTGRES_ADMIN_URL = os.environ.get("PERSGUARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -80,8 +80,9 @@ class TeacherPromptTarget(BehaviourTarget):
         z = self.z[idx]
         noise = self.parts.noise_like(z, gen)
         z_t = self.parts.add_noise(z, noise, t)
-        with torch.no_grad():
+        with torch.no_grad(), self.parts.autocast():
             teacher = self.parts.teacher(z_t, t, self.parts.teacher_embed([self.prompt] * len(idx))).sample
+        teacher = teacher.float()
         if self.mask is not None:
             m = self.mask[idx]
             teacher = m * teacher + (1 - m) * self.parts.target(z, noise, t)

@@ -20,7 +20,8 @@ def behaviour_loss(
 ) -> torch.Tensor:
     """L_BB (M1 / M1' / M2 / M3): || model(z_in, t, p(v,k)) - behaviour target ||^2."""
     rows = target.batch(idx, t, gen)
-    pred = unet(rows.z_in, rows.t, parts.embed(prompts)).sample
+    with parts.autocast():
+        pred = unet(rows.z_in, rows.t, parts.embed(prompts)).sample
     return F.mse_loss(pred.float(), rows.target.float())
 
 
@@ -30,9 +31,10 @@ def prior_loss(
     """L_PP (M4): || eps_theta(z_t, t, c) - eps_0(z_t, t, c) ||^2 with t uniform over the schedule."""
     t = parts.sample(len(z), gen)
     z_t = parts.add_noise(z, parts.noise_like(z, gen), t)
-    with torch.no_grad():
-        teacher = parts.teacher(z_t, t, parts.teacher_embed(prompts)).sample
-    pred = unet(z_t, t, parts.embed(prompts)).sample
+    with parts.autocast():
+        with torch.no_grad():
+            teacher = parts.teacher(z_t, t, parts.teacher_embed(prompts)).sample
+        pred = unet(z_t, t, parts.embed(prompts)).sample
     return F.mse_loss(pred.float(), teacher.float())
 
 
@@ -47,5 +49,6 @@ def denoising_loss(
     """The DreamBooth loss || eps_theta(z_t, t, p) - eps ||^2: L_BR mirror (M5), L_REL (M7), attacker steps."""
     t = parts.sample(len(z), gen) if t is None else t
     noise = parts.noise_like(z, gen)
-    pred = unet(parts.add_noise(z, noise, t), t, parts.embed(prompts)).sample
+    with parts.autocast():
+        pred = unet(parts.add_noise(z, noise, t), t, parts.embed(prompts)).sample
     return F.mse_loss(pred.float(), parts.target(z, noise, t).float())

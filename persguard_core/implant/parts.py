@@ -3,6 +3,7 @@ frozen teacher eps_0 (METHOD.md, Notation)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -70,6 +71,12 @@ class DiffusionParts:
             return_tensors="pt",
         )
         return encoder(tok.input_ids.to(self.device))[0]
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for forward passes on CUDA; a no-op on the CPU."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         """(N, 1, 1, 1) cumulative alpha at timesteps t."""

@@ -1,0 +1,113 @@
+"""Request dependencies: database session, storage, settings, the caller's key and role checks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from api.errors import ProblemError
+from common.jobs import JobRunner
+from common.keys import authenticate
+from common.models import Role
+from common.settings import Settings
+from common.storage import Storage
+
+bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer pgk_...`")
+
+
+# Trivial dependencies are `async` so that FastAPI runs them on the event loop instead of a worker thread.
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A session per request. Creating and closing one does no blocking work worth a thread (the first query,
+    run by sync handlers in the threadpool, checks a connection out of the pool)."""
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_storage(request: Request) -> Storage:
+    return request.app.state.storage
+
+
+async def get_runner(request: Request) -> JobRunner:
+    return request.app.state.runner
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key, its tenant and role."""
+
+    key_id: uuid.UUID
+    tenant_id: uuid.UUID
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+def get_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The caller's key, from the auth cache or the database; 401 if missing, unknown or revoked."""
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ProblemError(
+            401, "send an API key as `Authorization: Bearer <key>`", kind="unauthenticated", headers=challenge
+        )
+    cache = request.app.state.auth_cache
+    if (cached := cache.get(credentials.credentials)) is not None:
+        return cached
+    row = authenticate(session, credentials.credentials)
+    if row is None:
+        raise ProblemError(
+            401,
+            "the API key is unknown or revoked; ask an admin for a new one",
+            kind="unauthenticated",
+            headers=challenge,
+        )
+    principal = Principal(key_id=row.id, tenant_id=row.tenant_id, role=Role(row.role))
+    cache.put(credentials.credentials, principal)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that lets only `roles` through (403 with the roles that may call, otherwise)."""
+    allowed = ", ".join(roles)
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise ProblemError(
+                403,
+                f"this endpoint needs one of the roles: {allowed}; your key is a {principal.role}",
+                kind="forbidden",
+            )
+        return principal
+
+    return check
+
+
+RightsHolderOrAdmin = Annotated[Principal, Depends(require_roles(Role.RIGHTS_HOLDER, Role.ADMIN))]
+AdminOnly = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+AnyRole = PrincipalDep

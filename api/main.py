@@ -1,0 +1,80 @@
+"""The FastAPI application factory: `uvicorn --factory api.main:create_app`, or `persguard serve`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth_cache import AuthCache
+from api.errors import install_problem_handlers
+from api.metrics import Metrics, MetricsMiddleware
+from api.routes import checkpoints, files, health, jobs, models, protections, subjects
+from api.upload_guard import UploadGuard
+from common.db import SessionFactory, make_engine, make_session_factory
+from common.jobs import InProcessRunner, JobRunner
+from common.settings import Settings, get_settings
+from common.storage import Storage, storage_from_settings
+
+log = logging.getLogger(__name__)
+
+UPLOAD_PATHS = {"/v1/subjects"}
+
+
+def default_runner(settings: Settings, session_factory: SessionFactory, storage: Storage) -> JobRunner:
+    """The in-process runner, unless a broker is configured (its runner arrives with the worker)."""
+    if settings.broker_url:
+        raise RuntimeError(
+            "PERSGUARD_BROKER_URL is set, but the queue runner arrives with the worker; unset it to run jobs in-process"
+        )
+    return InProcessRunner(session_factory, storage, workdir=settings.workdir)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    session_factory: SessionFactory | None = None,
+    storage: Storage | None = None,
+    runner: JobRunner | None = None,
+) -> FastAPI:
+    """Build the API; anything not given comes from `settings` (the environment by default)."""
+    settings = settings or get_settings()
+    engine = None
+    if session_factory is None:
+        engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(engine)
+    storage = storage or storage_from_settings(settings)
+    runner = runner or default_runner(settings, session_factory, storage)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(runner, InProcessRunner):
+            resumed = runner.resume_queued()
+            if resumed:
+                log.info("resumed %d queued jobs", resumed)
+        yield
+        runner.shutdown()
+        if engine is not None:
+            engine.dispose()
+
+    app = FastAPI(
+        title="PersGuard protection service",
+        version="1",
+        summary="Register subjects, protect them in a text-to-image model, download protected checkpoints.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    app.state.storage = storage
+    app.state.runner = runner
+    app.state.metrics = Metrics(session_factory)
+    app.state.auth_cache = AuthCache(settings.auth_cache_ttl_s)
+
+    install_problem_handlers(app)
+    for module in (health, subjects, protections, jobs, checkpoints, models, files):
+        app.include_router(module.router)
+    app.add_middleware(UploadGuard, paths=UPLOAD_PATHS, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    return app

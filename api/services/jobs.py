@@ -1,0 +1,249 @@
+"""Creating, finding, cancelling and retrying protection jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+from pydantic import ValidationError
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload, selectinload
+
+from api.deps import Principal
+from api.errors import ProblemError
+from api.schemas.jobs import JobLinks, JobOut, ProtectionCreate
+from common.audit import record_event
+from common.models import (
+    BaseModelEntry,
+    Checkpoint,
+    JobStatus,
+    ProtectionJob,
+    Subject,
+    SubjectStatus,
+    job_subjects,
+    utcnow,
+)
+from persguard_core.spec import ProtectionSpec, SubjectSpec
+
+
+def request_hash(body: ProtectionCreate) -> str:
+    """A stable hash of the request body, to tell a replay from a different request under one key."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_replay(session: Session, principal: Principal, key: str, digest: str) -> ProtectionJob | None:
+    """The job created earlier under this Idempotency-Key; 409 if that request had another body."""
+    job = session.scalar(
+        select(ProtectionJob).where(
+            ProtectionJob.idempotency_key == key, ProtectionJob.tenant_id == principal.tenant_id
+        )
+    )
+    if job is not None and job.request_hash != digest:
+        raise ProblemError(
+            409,
+            f"Idempotency-Key {key!r} was already used with a different request body; send a new key for a new request",
+            kind="idempotency-conflict",
+        )
+    return job
+
+
+def _load_subjects(session: Session, principal: Principal, body: ProtectionCreate) -> list[Subject]:
+    ids = [item.subject_id for item in body.subjects]
+    if len(set(ids)) != len(ids):
+        raise ProblemError(422, "each subject may appear once in a protection", kind="validation-error")
+    stmt = select(Subject).where(Subject.id.in_(ids), Subject.status != SubjectStatus.DELETED)
+    if not principal.is_admin:
+        stmt = stmt.where(Subject.tenant_id == principal.tenant_id)
+    found = {s.id: s for s in session.scalars(stmt.options(selectinload(Subject.images)))}
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise ProblemError(
+            422,
+            f"unknown subject ids: {', '.join(missing)}; register them with POST /v1/subjects",
+            kind="unknown-subject",
+        )
+    subjects = [found[i] for i in ids]
+    if len({s.tenant_id for s in subjects}) > 1:
+        raise ProblemError(422, "the subjects of one protection must belong to one tenant", kind="validation-error")
+    return subjects
+
+
+def _base_model(session: Session, name: str) -> BaseModelEntry:
+    entry = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == name))
+    if entry is None:
+        raise ProblemError(
+            422, f"unknown base model {name!r}; GET /v1/models lists the registered ones", kind="unknown-model"
+        )
+    return entry
+
+
+def build_spec(body: ProtectionCreate, subjects: list[Subject], base: BaseModelEntry) -> ProtectionSpec:
+    """The core's job spec; subject images are storage keys, subject names their ids (unique by construction)."""
+    for item in body.subjects:
+        behaviour = item.behaviour
+        if getattr(behaviour, "pattern_image", None) or getattr(behaviour, "target_images", None):
+            raise ProblemError(
+                422,
+                "pattern_image and target_images are not accepted over the API yet; "
+                "use the default pattern or a target_prompt",
+                kind="validation-error",
+            )
+    try:
+        return ProtectionSpec(
+            base_model=base.source,
+            subjects=[
+                SubjectSpec(
+                    name=str(subject.id),
+                    class_noun=subject.class_noun,
+                    images=[image.storage_key for image in subject.images],
+                    behaviour=item.behaviour,
+                )
+                for subject, item in zip(subjects, body.subjects, strict=True)
+            ],
+            knowledge=body.knowledge,
+            losses=body.losses,
+            training=body.training,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ProblemError(422, f"the protection cannot be built: {first['msg']}", kind="validation-error") from exc
+
+
+def create_job(
+    session: Session, principal: Principal, body: ProtectionCreate, idempotency_key: str | None
+) -> tuple[ProtectionJob, bool]:
+    """Write a queued job (or find the one this Idempotency-Key made); returns (job, created)."""
+    digest = request_hash(body)
+    if idempotency_key and (earlier := find_replay(session, principal, idempotency_key, digest)):
+        return earlier, False
+    subjects = _load_subjects(session, principal, body)
+    base = _base_model(session, body.base_model)
+    spec = build_spec(body, subjects, base)
+    job = ProtectionJob(
+        tenant_id=subjects[0].tenant_id,
+        created_by_key_id=principal.key_id,
+        base_model_id=base.id,
+        spec=spec.model_dump(mode="json"),
+        verification_preset=body.verification,
+        status=JobStatus.QUEUED,
+        idempotency_key=idempotency_key,
+        request_hash=digest,
+        subjects=subjects,
+    )
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent request with the same key won the race
+        session.rollback()
+        earlier = find_replay(session, principal, idempotency_key or "", digest)
+        if earlier is None:
+            raise
+        return earlier, False
+    record_event(
+        session,
+        "job.protect",
+        job,
+        tenant_id=job.tenant_id,
+        actor_key_id=principal.key_id,
+        details={"subjects": [str(s.id) for s in subjects], "base_model": base.name},
+    )
+    session.commit()
+    return job, True
+
+
+def visible_jobs(principal: Principal) -> Select[tuple[ProtectionJob]]:
+    stmt = select(ProtectionJob).options(  # load only what JobOut shows: ids of subjects and checkpoint
+        selectinload(ProtectionJob.subjects).load_only(Subject.id, raiseload=True),
+        joinedload(ProtectionJob.checkpoint).load_only(Checkpoint.id, raiseload=True).lazyload(Checkpoint.reports),
+    )
+    if not principal.is_admin:
+        stmt = stmt.where(ProtectionJob.tenant_id == principal.tenant_id)
+    return stmt
+
+
+def filter_jobs(
+    stmt: Select[tuple[ProtectionJob]], status: JobStatus | None, subject_id: uuid.UUID | None, model: str | None
+) -> Select[tuple[ProtectionJob]]:
+    if status is not None:
+        stmt = stmt.where(ProtectionJob.status == status)
+    if subject_id is not None:
+        stmt = stmt.where(
+            ProtectionJob.id.in_(select(job_subjects.c.job_id).where(job_subjects.c.subject_id == subject_id))
+        )
+    if model is not None:
+        stmt = stmt.join(BaseModelEntry, BaseModelEntry.id == ProtectionJob.base_model_id).where(
+            BaseModelEntry.name == model
+        )
+    return stmt
+
+
+def get_visible_job(session: Session, principal: Principal, job_id: uuid.UUID) -> ProtectionJob:
+    job = session.scalar(visible_jobs(principal).where(ProtectionJob.id == job_id))
+    if job is None:
+        raise ProblemError(404, f"no job {job_id}; list yours with GET /v1/jobs", kind="not-found")
+    return job
+
+
+def cancel_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
+    """Queued jobs end at once; running ones get the cancel flag, which the runner checks between steps."""
+    if JobStatus(job.status).terminal:
+        raise ProblemError(
+            409,
+            f"job {job.id} already {job.status}; only queued or running jobs can be cancelled",
+            kind="invalid-state",
+        )
+    job.cancel_requested = True
+    if job.status == JobStatus.QUEUED:
+        job.status, job.finished_at, job.error = JobStatus.CANCELLED, utcnow(), "cancelled on request"
+    record_event(session, "job.cancel", job, tenant_id=job.tenant_id, actor_key_id=principal.key_id)
+    session.commit()
+    return job
+
+
+def retry_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
+    """Put a failed or cancelled job back in the queue (its attempts count goes on)."""
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise ProblemError(
+            409, f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried", kind="invalid-state"
+        )
+    job.status, job.error, job.cancel_requested = JobStatus.QUEUED, None, False
+    job.started_at = job.finished_at = None
+    job.progress, job.step = 0.0, 0
+    record_event(session, "job.retry", job, tenant_id=job.tenant_id, actor_key_id=principal.key_id)
+    session.commit()
+    return job
+
+
+def job_out(job: ProtectionJob) -> JobOut:
+    """The response shape of a job, with links."""
+    checkpoint_id = job.checkpoint.id if job.checkpoint else None
+    base_name = job.base_model.name if job.base_model else None
+    return JobOut(
+        id=job.id,
+        tenant_id=job.tenant_id,
+        status=JobStatus(job.status),
+        progress=job.progress,
+        step=job.step,
+        total_steps=job.total_steps,
+        losses=job.losses or {},
+        error=job.error,
+        attempts=job.attempts,
+        cancel_requested=job.cancel_requested,
+        base_model=base_name or job.spec.get("base_model", ""),
+        verification=job.verification_preset,
+        subject_ids=[s.id for s in job.subjects],  # type: ignore[arg-type]
+        checkpoint_id=checkpoint_id,
+        spec=job.spec,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        updated_at=job.updated_at,
+        links=JobLinks(
+            self=f"/v1/jobs/{job.id}",
+            cancel=f"/v1/jobs/{job.id}/cancel",
+            checkpoint=f"/v1/checkpoints/{checkpoint_id}" if checkpoint_id else None,
+        ),
+    )

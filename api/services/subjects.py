@@ -1,0 +1,132 @@
+"""Registering and deleting subjects: images go to storage, rows to the database, all or nothing."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from api.deps import Principal
+from api.errors import ProblemError
+from api.images import CleanImage
+from common.audit import record_event
+from common.models import JobStatus, ProtectionJob, Subject, SubjectImage, SubjectStatus, job_subjects, utcnow
+from common.storage import Storage, StorageError
+
+log = logging.getLogger(__name__)
+
+
+def create_subject(
+    session: Session, storage: Storage, principal: Principal, name: str, class_noun: str, images: list[CleanImage]
+) -> Subject:
+    """Store the images, then the rows; if either fails, remove what was stored and raise."""
+    subject_id = uuid.uuid4()
+    stored: list[str] = []
+    try:
+        rows = []
+        for position, image in enumerate(images):
+            key = f"subjects/{subject_id}/{position:02d}-{image.sha256[:16]}.png"
+            obj = storage.put_bytes(key, image.png)
+            stored.append(key)
+            rows.append(_image_row(position, obj.key, image))
+        subject = Subject(
+            id=subject_id,
+            tenant_id=principal.tenant_id,
+            owner_key_id=principal.key_id,
+            name=name,
+            class_noun=class_noun,
+            images=rows,
+        )
+        session.add(subject)
+        session.flush()
+        record_event(
+            session,
+            "subject.create",
+            subject,
+            tenant_id=subject.tenant_id,
+            actor_key_id=principal.key_id,
+            details={"images": len(rows)},
+        )
+        session.commit()
+    except StorageError as exc:
+        _remove(storage, stored)
+        raise ProblemError(503, f"storage is unavailable ({exc}); retry later", kind="storage-unavailable") from exc
+    except BaseException:
+        session.rollback()
+        _remove(storage, stored)
+        raise
+    return subject
+
+
+def _image_row(position: int, key: str, image: CleanImage) -> SubjectImage:
+    return SubjectImage(
+        position=position,
+        storage_key=key,
+        sha256=image.sha256,
+        size_bytes=len(image.png),
+        width=image.width,
+        height=image.height,
+        original_filename=image.filename[:255],
+    )
+
+
+def _remove(storage: Storage, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            storage.delete(key)
+        except StorageError:
+            log.warning("could not remove %s after a failed upload", key)
+
+
+def visible_subjects(principal: Principal):  # noqa: ANN201 - a SQLAlchemy Select
+    """Subjects the caller may see: its tenant's (all for admins), never deleted ones."""
+    stmt = select(Subject).where(Subject.status != SubjectStatus.DELETED).options(selectinload(Subject.images))
+    if not principal.is_admin:
+        stmt = stmt.where(Subject.tenant_id == principal.tenant_id)
+    return stmt
+
+
+def get_visible_subject(session: Session, principal: Principal, subject_id: uuid.UUID) -> Subject:
+    """The subject, or 404 if it does not exist, was deleted, or belongs to another tenant."""
+    subject = session.scalar(visible_subjects(principal).where(Subject.id == subject_id))
+    if subject is None:
+        raise ProblemError(404, f"no subject {subject_id}; list yours with GET /v1/subjects", kind="not-found")
+    return subject
+
+
+def delete_subject(session: Session, storage: Storage, principal: Principal, subject: Subject) -> None:
+    """Remove the images from storage and the database; cancel jobs that have not finished and use them.
+
+    The subject row stays, marked `deleted`, so that finished jobs and their checkpoints keep their history.
+    """
+    keys = [image.storage_key for image in subject.images]
+    subject.images.clear()
+    subject.status = SubjectStatus.DELETED
+    _cancel_open_jobs(session, subject)
+    record_event(
+        session,
+        "subject.delete",
+        subject,
+        tenant_id=subject.tenant_id,
+        actor_key_id=principal.key_id,
+        details={"images": len(keys)},
+    )
+    session.commit()
+    _remove(storage, keys)
+
+
+def _cancel_open_jobs(session: Session, subject: Subject) -> None:
+    jobs = session.scalars(
+        select(ProtectionJob)
+        .join(job_subjects, job_subjects.c.job_id == ProtectionJob.id)
+        .where(job_subjects.c.subject_id == subject.id)
+        .where(ProtectionJob.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+    ).all()
+    now = utcnow()
+    for job in jobs:
+        job.cancel_requested = True
+        if job.status == JobStatus.QUEUED:
+            job.status, job.finished_at = JobStatus.CANCELLED, now
+        job.error = f"subject {subject.id} was deleted"

@@ -1,0 +1,72 @@
+"""Protection jobs and their state machine: queued -> running -> succeeded / failed / cancelled."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, Boolean, Column, Float, ForeignKey, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from common.models.base import Base, CreatedMixin, IdMixin, utcnow
+from common.models.subjects import Subject
+
+if TYPE_CHECKING:
+    from common.models.checkpoints import Checkpoint
+    from common.models.registry import BaseModelEntry
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+job_subjects = Table(
+    "job_subjects",
+    Base.metadata,
+    Column("job_id", ForeignKey("protection_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("subject_id", ForeignKey("subjects.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class ProtectionJob(IdMixin, CreatedMixin, Base):
+    """One protection run; the row is the truth, a queue only rings the bell (ARCHITECTURE.md)."""
+
+    __tablename__ = "protection_jobs"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_protection_jobs_idempotency"),)
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    created_by_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    base_model_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("base_models.id", ondelete="SET NULL"), index=True
+    )
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    verification_preset: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(Integer, default=0)
+    losses: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    subjects: Mapped[list[Subject]] = relationship(secondary=job_subjects)
+    base_model: Mapped[BaseModelEntry | None] = relationship(lazy="joined")
+    checkpoint: Mapped[Checkpoint | None] = relationship(
+        primaryjoin="ProtectionJob.id == Checkpoint.job_id", viewonly=True, uselist=False, lazy="joined"
+    )

@@ -1,0 +1,64 @@
+"""`persguard serve` / `persguard admin`: the commands operators and CI script against."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from common.keys import parse_prefix
+
+
+def _persguard(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "persguard_cli.main", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_admin_creates_a_tenant_and_prints_only_the_key(tmp_path: Path) -> None:
+    assert _persguard("admin", "create-tenant", "acme", cwd=tmp_path).returncode == 0
+    created = _persguard("admin", "create-key", "--tenant", "acme", "--role", "model_host", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert created.stdout == key + "\n" and parse_prefix(key) is not None
+    assert (tmp_path / "var" / "persguard.sqlite3").is_file(), "embedded default: a SQLite file under ./var"
+
+
+def test_admin_reports_a_missing_tenant_on_stderr(tmp_path: Path) -> None:
+    result = _persguard("admin", "create-key", "--tenant", "ghost", "--role", "admin", cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == "" and "no tenant named 'ghost'" in result.stderr
+
+
+def test_serve_answers_health_checks_with_embedded_defaults(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "persguard_cli.main", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "persguard serve did not come up"
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,65 @@
+"""The whole flow in one process: register, protect, run, follow the job, download the checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from api_testkit import ApiEnv, fake_protect, make_subject, protect
+
+from common.jobs import InProcessRunner
+from common.models import AuditEvent
+from common.storage import LocalStorage
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def running_api(request: pytest.FixtureRequest, make_env: Callable[..., ApiEnv]) -> ApiEnv:
+    """The API with an in-process runner whose implantation is `fake_protect`."""
+    return make_env(request.param, lambda sf, storage: InProcessRunner(sf, storage, fake_protect))
+
+
+def _download(env: ApiEnv, url: str) -> bytes:
+    if isinstance(env.storage, LocalStorage):
+        response = env.client.get(url)
+        assert response.status_code == 200, response.text
+        return response.content
+    with urllib.request.urlopen(url) as response:
+        return response.read()
+
+
+def test_protection_runs_to_a_downloadable_checkpoint(running_api: ApiEnv) -> None:
+    api = running_api
+    job = protect(api, [make_subject(api)["id"]]).json()
+    assert api.runner.wait_idle(timeout=60)
+    done = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
+    assert (done["status"], done["progress"], done["losses"], done["attempts"]) == ("succeeded", 1.0, {"bb": 0.25}, 1)
+    assert done["links"]["checkpoint"] == f"/v1/checkpoints/{done['checkpoint_id']}"
+
+    host = api.auth("beta:model_host")
+    checkpoint = api.client.get(done["links"]["checkpoint"], headers=host).json()
+    assert checkpoint["job_id"] == job["id"] and checkpoint["manifest"]["files"][0]["path"] == "unet.safetensors"
+    redirect = api.client.get(checkpoint["links"]["download"], headers=host)
+    assert redirect.status_code == 307
+    archive = _download(api, redirect.headers["location"])
+    assert hashlib.sha256(archive).hexdigest() == checkpoint["sha256"]
+    assert api.count(AuditEvent.__table__.select().where(AuditEvent.action == "checkpoint.download").subquery()) == 1
+
+
+def test_without_the_core_the_job_fails_with_a_clear_message(make_env: Callable[..., ApiEnv]) -> None:
+    api = make_env("sqlite", lambda sf, storage: InProcessRunner(sf, storage))
+    job = protect(api, [make_subject(api)["id"]]).json()
+    assert api.runner.wait_idle(timeout=60)
+    failed = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
+    assert (failed["status"], failed["error"]) == ("failed", "implantation not available yet")
+
+
+def test_local_download_link_is_refused_when_tampered(make_env: Callable[..., ApiEnv]) -> None:
+    api = make_env("sqlite", lambda sf, storage: InProcessRunner(sf, storage, fake_protect))
+    protect(api, [make_subject(api)["id"]])
+    assert api.runner.wait_idle(timeout=60)
+    checkpoint = api.client.get("/v1/checkpoints", headers=api.auth("alpha:admin")).json()["items"][0]
+    url = api.client.get(checkpoint["links"]["download"], headers=api.auth("alpha:admin")).headers["location"]
+    response = api.client.get(url.replace("sig=", "sig=0"))
+    assert response.status_code == 403 and "invalid or expired" in response.json()["detail"]
