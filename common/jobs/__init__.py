@@ -2,7 +2,6 @@
 
 from common.jobs.execute import (
     CancelFn,
-    ImplantationUnavailable,
     JobCancelled,
     ProgressFn,
     ProtectFn,
@@ -13,7 +12,6 @@ from common.jobs.runner import InProcessRunner, JobRunner, NullRunner
 
 __all__ = [
     "CancelFn",
-    "ImplantationUnavailable",
     "InProcessRunner",
     "JobCancelled",
     "JobRunner",

@@ -12,6 +12,7 @@ import logging
 import shutil
 import tarfile
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from common.storage import Storage, StorageError, sha256_file
 from persguard_core.spec import ProtectionSpec
 
 log = logging.getLogger(__name__)
+PROGRESS_INTERVAL_S = 1.0
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 CancelFn = Callable[[], bool]
@@ -35,17 +37,29 @@ class JobCancelled(Exception):
     """Raised by a protect_fn (or found after it returns) when the job's cancel flag is set."""
 
 
-class ImplantationUnavailable(NotImplementedError):
-    """The core's implantation entry point does not exist yet."""
-
-
 class JobInputError(RuntimeError):
     """The job's inputs cannot be resolved (a subject was deleted, an image is missing or corrupt)."""
 
 
 def default_protect_fn(spec: ProtectionSpec, workdir: Path, progress: ProgressFn, should_cancel: CancelFn) -> Path:
-    """Placeholder until persguard_core exposes implantation: always fails the job with a clear message."""
-    raise ImplantationUnavailable("implantation not available yet")
+    """The core's implantation (persguard_core.protect); returns the publishable model folder.
+
+    The core's own training state lives under `workdir/protection/private/state`, so a retry in the same
+    workdir resumes instead of restarting.
+    """
+    from persguard_core.implant.loop import ImplantCancelled
+    from persguard_core.protect import protect
+
+    try:
+        result = protect(
+            spec,
+            workdir / "protection",
+            progress=lambda event: progress(event.step, event.total, event.losses),
+            should_cancel=should_cancel,
+        )
+    except ImplantCancelled as exc:
+        raise JobCancelled(str(exc)) from exc
+    return result.model_dir
 
 
 def execute_job(
@@ -67,7 +81,7 @@ def execute_job(
         status, error = _run(job_id, session_factory, storage, protect_fn, workdir), None
     except JobCancelled:
         status, error = JobStatus.CANCELLED, "cancelled on request"
-    except (ImplantationUnavailable, JobInputError) as exc:
+    except JobInputError as exc:
         status, error = JobStatus.FAILED, str(exc)
     except Exception as exc:
         log.exception("job %s failed", job_id)
@@ -107,8 +121,14 @@ def _run(
         spec = ProtectionSpec.model_validate(job.spec)
         local_spec = _resolve_inputs(session, storage, spec, workdir / "inputs")
 
+    last_write = [0.0]
+
     def progress(step: int, total: int, losses: dict[str, float]) -> None:
-        _write_progress(session_factory, job_id, step, total, losses)
+        """Write progress at most every PROGRESS_INTERVAL_S seconds (and always on the last step)."""
+        now = time.monotonic()
+        if step >= total or now - last_write[0] >= PROGRESS_INTERVAL_S:
+            last_write[0] = now
+            _write_progress(session_factory, job_id, step, total, losses)
 
     def should_cancel() -> bool:
         with session_factory() as session:

@@ -47,12 +47,17 @@ def test_protection_runs_to_a_downloadable_checkpoint(running_api: ApiEnv) -> No
     assert api.count(AuditEvent.__table__.select().where(AuditEvent.action == "checkpoint.download").subquery()) == 1
 
 
-def test_without_the_core_the_job_fails_with_a_clear_message(make_env: Callable[..., ApiEnv]) -> None:
+def test_the_real_core_runs_a_short_protection_to_a_checkpoint(make_env: Callable[..., ApiEnv]) -> None:
     api = make_env("sqlite", lambda sf, storage: InProcessRunner(sf, storage))
-    job = protect(api, [make_subject(api)["id"]]).json()
-    assert api.runner.wait_idle(timeout=60)
-    failed = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
-    assert (failed["status"], failed["error"]) == ("failed", "implantation not available yet")
+    training = {"steps": 2, "batch_size": 2, "inner_steps": 1}
+    job = protect(api, [make_subject(api)["id"]], training=training).json()
+    assert api.runner.wait_idle(timeout=300)
+    done = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
+    assert done["status"] == "succeeded", done["error"]
+    assert done["step"] == done["total_steps"] == 2
+    checkpoint = api.client.get(done["links"]["checkpoint"], headers=api.auth("alpha:admin")).json()
+    paths = {f["path"] for f in checkpoint["manifest"]["files"]}
+    assert {"persguard.json", "README.md", "unet/diffusion_pytorch_model.safetensors"} <= paths
 
 
 def test_local_download_link_is_refused_when_tampered(make_env: Callable[..., ApiEnv]) -> None:

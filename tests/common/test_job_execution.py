@@ -95,12 +95,12 @@ def test_successful_job_uploads_checkpoint_with_manifest(session_factory, tmp_pa
     assert not list((tmp_path / "work").iterdir()), "the work directory is cleaned up"
 
 
-def test_default_protect_fn_fails_the_job_clearly(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
     storage = LocalStorage(tmp_path / "store", b"k")
-    job_id = _queue_job(session_factory, storage)
+    job_id = _queue_job(session_factory, storage)  # its "images" are short byte strings, not images
     assert execute_job(job_id, session_factory, storage, workdir_root=tmp_path) is JobStatus.FAILED
     job = _job(session_factory, job_id)
-    assert (job.status, job.error) == ("failed", "implantation not available yet")
+    assert job.status == "failed" and "cannot identify image file" in job.error
     assert job.finished_at is not None
 
 
