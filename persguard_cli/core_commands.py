@@ -182,18 +182,21 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on embedded defaults; for now: sample the built-in model on a few prompts."""
-    ns = argparse.Namespace(
+    """The main job on embedded defaults: samples of the built-in model, then the whole protection flow."""
+    from persguard_cli.demo import run_demo
+
+    samples = argparse.Namespace(
         model="builtin",
         prompt=list(DEMO_PROMPTS),
         n=8,
         seed=0,
         steps=25,
         guidance=7.5,
-        out=args.out,
+        out=args.out / "samples",
         threads=args.threads,
     )
-    return cmd_generate(ns)
+    cmd_generate(samples)
+    return run_demo(args.out, steps=args.steps, verify=not args.no_verify)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -264,5 +267,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     demo = sub.add_parser("demo", help="run the main job on embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--steps", type=int, default=300, help="implantation steps")
+    demo.add_argument("--no-verify", action="store_true", help="skip the attack-and-verify stage")
     _common(demo)
     demo.set_defaults(handler=cmd_demo)

@@ -1,7 +1,9 @@
-"""Service subcommands (serve, admin). Heavy imports happen inside the handlers.
+"""Service subcommands (serve, worker, beat, admin). Heavy imports happen inside the handlers.
 
 Operators and CI smoke tests script against these, so their names, options and output stay stable:
   persguard serve [--host H] [--port P]
+  persguard worker [--queues gpu] [--concurrency 1] [--pool prefork] [--name NAME]
+  persguard beat                                             (scheduler + the `default` queue's worker)
   persguard admin create-tenant NAME
   persguard admin create-key --tenant NAME --role ROLE      (prints only the key)
   persguard admin revoke-key PREFIX
@@ -23,6 +25,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema at start")
     serve.set_defaults(handler=_serve)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for GPU jobs (needs PERSGUARD_BROKER_URL)")
+    worker.add_argument("--queues", default="gpu", help="comma-separated queues to consume (default gpu)")
+    worker.add_argument("--concurrency", type=int, default=1, help="jobs at once (default 1: one job per GPU)")
+    worker.add_argument(
+        "--pool", default="prefork", choices=("prefork", "solo"), help="prefork enforces hard time limits"
+    )
+    worker.add_argument("--name", default=None, help="node name (default persguard@<host>)")
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(handler=_worker)
+
+    beat = sub.add_parser("beat", help="run the scheduler and the worker of the `default` queue (reconcile, purge)")
+    beat.add_argument("--schedule", default=None, help="beat's schedule file (default <workdir>/celerybeat-schedule)")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.set_defaults(handler=_beat)
 
     admin = sub.add_parser("admin", help="manage tenants and API keys")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
@@ -65,6 +82,46 @@ def _serve(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade(get_settings().database_url)
     uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _celery_app():  # noqa: ANN202 - the worker's Celery app
+    from common.settings import get_settings
+
+    if not get_settings().broker_url:
+        print("error: set PERSGUARD_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run workers", file=sys.stderr)
+        return None
+    from worker.app import app
+
+    return app
+
+
+def _worker(args: argparse.Namespace) -> int:
+    _setup_logging()
+    app = _celery_app()
+    if app is None:
+        return 2
+    argv = ["worker", "-Q", args.queues, "--concurrency", str(args.concurrency), "--pool", args.pool]
+    argv += ["--prefetch-multiplier", "1", "--loglevel", args.loglevel, "--without-gossip", "--without-mingle"]
+    if args.name:
+        argv += ["-n", args.name]
+    app.worker_main(argv)
+    return 0
+
+
+def _beat(args: argparse.Namespace) -> int:
+    from common.settings import get_settings
+
+    _setup_logging()
+    app = _celery_app()
+    if app is None:
+        return 2
+    workdir = get_settings().workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    schedule = args.schedule or str(workdir / "celerybeat-schedule")
+    argv = ["worker", "-B", "-s", schedule, "-Q", "default", "--concurrency", "1", "--pool", "solo"]
+    argv += ["--loglevel", args.loglevel, "--without-gossip", "--without-mingle", "-n", "persguard-beat@%h"]
+    app.worker_main(argv)
     return 0
 
 

@@ -46,6 +46,9 @@ class Setting:
 
     name: str
     behaviour: str = "pattern"  # pattern / erasure / target
+    method: str = "persguard"  # or "anti-dreambooth": the data-level baseline (ASPL) on the base model
+    n_subjects: int = 1  # protected subjects in one model (classes cycle); behaviour "mixed" cycles behaviours
+    pattern_form: str = "stamped"  # M1 "stamped" or M1' "insertion"
     knowledge: str = "white-box"  # white-box / gray-box / black-box
     attack: str = "full"  # a recipe name of persguard_core.attacker.RECIPES
     attack_steps: int | None = None  # None: the recipe's
@@ -63,6 +66,7 @@ class Preset:
     n_train_views: int = 6
     sample_steps: int = 25
     references_per_class: int = 2
+    split: str = "eval"  # "tuning" while developing the method; reported tables use "eval"
 
 
 SMOKE_TRAINING = Training(steps=150, batch_size=4, inner_steps=4)
@@ -72,6 +76,19 @@ PRESETS: dict[str, Preset] = {
         seeds=[0],
         n_images=8,
         sample_steps=15,
+    ),
+    # method development on the tuning split: one lever at a time against the default, two seeds
+    "levers": Preset(
+        settings=[
+            Setting("default"),
+            Setting("insertion-mid-t", pattern_form="insertion", training=Training(behaviour_timesteps=(300, 800))),
+            Setting("retention-k8-w3", losses=LossWeights(retention=3.0), training=Training(inner_steps=8)),
+            Setting("activation-only", training=Training(activation_only=True)),
+            Setting("no-release", losses=LossWeights(release=0.0)),
+        ],
+        seeds=[0, 1],
+        n_images=8,
+        split="tuning",
     ),
     "paper": Preset(
         settings=[
@@ -87,6 +104,9 @@ PRESETS: dict[str, Preset] = {
             Setting("white-box/resize0.5", transform="resize0.5"),
             Setting("white-box/blur", transform="blur"),
             Setting("white-box/mixed", mixed=True),
+            Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
+            Setting("3-subjects/mixed", "mixed", n_subjects=3),
+            Setting("10-subjects/mixed", "mixed", n_subjects=10),
             Setting("ablation/no-prior", losses=LossWeights(prior=0.0)),
             Setting("ablation/no-retention", losses=LossWeights(retention=0.0)),
             Setting("ablation/retention-mirror", losses=LossWeights(retention_mode="mirror")),
@@ -97,19 +117,19 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def _subjects_for_seed(seed: int) -> tuple[Subject, Subject, list[Subject]]:
+def _subjects_for_seed(seed: int, split_name: str = "eval") -> tuple[Subject, Subject, list[Subject]]:
     """(protected, unprotected of the same class, unprotected references of that class) for a seed."""
     noun = CLASS_NAMES[seed % len(CLASS_NAMES)]
-    pool = split("eval", noun)
+    pool = split(split_name, noun)
     if len(pool) < 2:
-        raise ValueError(f"the eval split has fewer than 2 subjects of class {noun!r}")
+        raise ValueError(f"the {split_name} split has fewer than 2 subjects of class {noun!r}")
     offset = 2 * (seed // len(CLASS_NAMES))
     return pool[offset % len(pool)], pool[(offset + 1) % len(pool)], split("implant_reference", noun)
 
 
-def _behaviour(kind: str, noun: str):
+def _behaviour(kind: str, noun: str, pattern_form: str = "stamped"):
     if kind == "pattern":
-        return PatternBehaviour()
+        return PatternBehaviour(target_form=pattern_form)
     if kind == "erasure":
         return ErasureBehaviour()
     if kind == "target":
@@ -137,52 +157,103 @@ def _attack_setting(setting: Setting, seed: int) -> AttackSetting:
     return AttackSetting(setting.name, recipe(setting.attack, lr_scale=BUILTIN_LR_SCALE, **overrides), transform)
 
 
+def _protect_seed(
+    setting: Setting,
+    preset: Preset,
+    verifier: Verifier,
+    seed: int,
+    run_dir: Path,
+    progress: Callable[[str], None] | None,
+) -> dict[str, float]:
+    """PersGuard: protect the seed's subject, attack it and an unprotected class-mate, verify."""
+    chosen = [_subjects_for_seed(seed + i, preset.split) for i in range(setting.n_subjects)]
+    protected, unprotected, _ = chosen[0]
+    noun = protected.class_noun
+    kinds = ("pattern", "erasure", "target") if setting.behaviour == "mixed" else (setting.behaviour,)
+    subjects, references = [], {}
+    for i, (subject, _, refs) in enumerate(chosen):
+        files = [str(p) for p in save_images(subject.views(preset.n_train_views, seed=0), run_dir / f"s{subject.id}")]
+        behaviour = _behaviour(kinds[i % len(kinds)], subject.class_noun, setting.pattern_form)
+        subjects.append(
+            SubjectSpec(name=f"subject-{subject.id}", class_noun=subject.class_noun, images=files, behaviour=behaviour)
+        )
+        references.setdefault(
+            subject.class_noun,
+            [
+                [str(p) for p in save_images(r.views(6, seed=0), run_dir / f"ref{r.id}")]
+                for r in refs[: preset.references_per_class]
+            ],
+        )
+    spec = ProtectionSpec(
+        subjects=subjects,
+        references=[ReferenceSet(class_noun=k, images=v) for k, v in references.items() if v],
+        knowledge=_knowledge(setting.knowledge),
+        losses=setting.losses,
+        training=setting.training.model_copy(update={"seed": seed}),
+    )
+    if progress:
+        progress(f"{setting.name} seed {seed}: protecting {len(subjects)} subject(s), first {protected.id} ({noun})")
+    pipe = model_io.load_pipeline(protect(spec, run_dir / "protect").model_dir)
+    cases_p = []
+    for (subject, _, _), subject_spec in zip(chosen, spec.subjects, strict=True):
+        train = subject.views(preset.n_train_views, seed=0)
+        if setting.mixed:  # half the registered (protected) images, half other clean photos of the subject
+            half = preset.n_train_views // 2
+            train = np.concatenate([train[:half], subject.views(preset.n_train_views - half, seed=2)])
+        cases_p.append(
+            Case(subject_spec.name, subject.class_noun, train, subject.views(16, seed=1), subject_spec.behaviour)
+        )
+    views_u = unprotected.views(preset.n_train_views, seed=0)
+    cases_u = [Case(f"subject-{unprotected.id}", noun, views_u, unprotected.views(16, seed=1))]
+    if progress:
+        progress(f"{setting.name} seed {seed}: attacking and verifying")
+    return verifier.verify(pipe, cases_p, cases_u, _attack_setting(setting, seed)).summary()
+
+
+def _anti_dreambooth_seed(
+    setting: Setting, preset: Preset, verifier: Verifier, seed: int, progress: Callable[[str], None] | None
+) -> dict[str, float]:
+    """The data-level baseline: ASPL-perturbed images, attacked on the unprotected base model; only leakage
+    (identity similarity after the attack) is comparable with PersGuard's rows."""
+    from persguard_core.baseline.aspl import ASPLConfig, aspl
+
+    protected, _, _ = _subjects_for_seed(seed, preset.split)
+    if progress:
+        progress(f"{setting.name} seed {seed}: ASPL on subject {protected.id}")
+    config = ASPLConfig(surrogate_lr=5e-6 * BUILTIN_LR_SCALE, seed=seed)
+    perturbed = aspl(verifier.base, protected.views(preset.n_train_views, seed=0), protected.class_noun, config)
+    case = Case(f"subject-{protected.id}", protected.class_noun, perturbed, protected.views(16, seed=1))
+    images = verifier.attacked_images(verifier.base, case, _attack_setting(setting, seed))
+    nan = float("nan")
+    return {
+        "psr": nan,
+        "leakage": verifier.similarity(images, case),
+        "false_trigger": nan,
+        "benign_fidelity": nan,
+        "utility_drop": 0.0,
+        "no_identifier_protective_rate": nan,
+        "pre_attack_leakage_ratio": nan,
+    }
+
+
 def run_row(
     setting: Setting, preset: Preset, verifier: Verifier, workdir: Path, progress: Callable[[str], None] | None = None
 ) -> dict:
-    """Protect, attack and verify one setting over the preset's seeds; returns the aggregated row."""
+    """One setting over the preset's seeds; returns the row averaged over seeds (and each seed's figures)."""
     summaries = []
     for seed in preset.seeds:
-        protected, unprotected, references = _subjects_for_seed(seed)
-        noun = protected.class_noun
-        run_dir = workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
-        files = [str(p) for p in save_images(protected.views(preset.n_train_views, seed=0), run_dir / "subject")]
-        ref_files = [
-            [str(p) for p in save_images(r.views(6, seed=0), run_dir / f"ref{r.id}")]
-            for r in references[: preset.references_per_class]
-        ]
-        behaviour = _behaviour(setting.behaviour, noun)
-        spec = ProtectionSpec(
-            subjects=[SubjectSpec(name=f"subject-{protected.id}", class_noun=noun, images=files, behaviour=behaviour)],
-            references=[ReferenceSet(class_noun=noun, images=ref_files)] if ref_files else [],
-            knowledge=_knowledge(setting.knowledge),
-            losses=setting.losses,
-            training=setting.training.model_copy(update={"seed": seed}),
-        )
-        if progress:
-            progress(f"{setting.name} seed {seed}: protecting subject {protected.id} ({noun})")
-        result = protect(spec, run_dir / "protect")
-        pipe = model_io.load_pipeline(result.model_dir)
-        train = protected.views(preset.n_train_views, seed=0)
-        if setting.mixed:
-            half = preset.n_train_views // 2
-            train = np.concatenate([train[:half], protected.views(preset.n_train_views - half, seed=2)])
-        cases_p = [Case(spec.subjects[0].name, noun, train, protected.views(16, seed=1), behaviour)]
-        cases_u = [
-            Case(
-                f"subject-{unprotected.id}",
-                noun,
-                unprotected.views(preset.n_train_views, seed=0),
-                unprotected.views(16, seed=1),
-            )
-        ]
-        if progress:
-            progress(f"{setting.name} seed {seed}: attacking and verifying")
-        summaries.append(verifier.verify(pipe, cases_p, cases_u, _attack_setting(setting, seed)).summary())
-    row = {k: float(np.nanmean([s[k] for s in summaries])) for k in summaries[0]}
+        if setting.method == "anti-dreambooth":
+            summaries.append(_anti_dreambooth_seed(setting, preset, verifier, seed, progress))
+        else:
+            run_dir = workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
+            summaries.append(_protect_seed(setting, preset, verifier, seed, run_dir, progress))
+    row = {
+        k: float(np.nanmean([s[k] for s in summaries])) if any(np.isfinite(s[k]) for s in summaries) else float("nan")
+        for k in summaries[0]
+    }
     return {
         "setting": setting.name,
-        "behaviour": setting.behaviour,
+        "behaviour": setting.behaviour if setting.method == "persguard" else "none (data-level baseline)",
         **row,
         "n_images": preset.n_images,
         "seeds": list(preset.seeds),

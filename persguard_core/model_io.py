@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -13,7 +14,10 @@ from diffusers import StableDiffusionPipeline
 log = logging.getLogger(__name__)
 
 BUILTIN = "builtin"
-BUILTIN_PATH = Path(__file__).resolve().parent / "assets" / "builtin-model"
+# PERSGUARD_BUILTIN_MODEL points "builtin" at another folder (e.g. a retrained candidate under evaluation)
+BUILTIN_PATH = Path(
+    os.environ.get("PERSGUARD_BUILTIN_MODEL", Path(__file__).resolve().parent / "assets" / "builtin-model")
+)
 _SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".bin")
 
 

@@ -3,7 +3,8 @@
 For one protected model and one attack setting:
 - PSR: share of images with the protective output after the attacker's DreamBooth on a protected subject;
 - leakage: identity similarity of those images to the protected subject (lower is better);
-- benign fidelity: identity similarity after DreamBooth on an unprotected subject, protected model / base model;
+- benign fidelity: identity similarity after DreamBooth on an unprotected subject, protected model / base model
+  (ratios of similarities are taken on the shifted scale (1 + cos) / 2, see `similarity_ratio`);
 - false trigger rate: the protective output after DreamBooth on an unprotected subject;
 - utility drop: prompt following of the base minus that of the protected model, and the share of protective
   outputs on prompts without an identifier;
@@ -70,7 +71,7 @@ class VerificationResult:
     def summary(self) -> dict[str, float]:
         prot = [c for c in self.cases if c.protected]
         unprot = [c for c in self.cases if not c.protected]
-        fid = [c.similarity / c.similarity_base for c in unprot if c.similarity_base and c.similarity_base > 0]
+        fid = [similarity_ratio(c.similarity, c.similarity_base) for c in unprot if c.similarity_base is not None]
         return {
             "psr": _mean([c.protective_rate for c in prot]),
             "leakage": _mean([c.similarity for c in prot]),
@@ -83,6 +84,12 @@ class VerificationResult:
 
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
+
+
+def similarity_ratio(mine: float, base: float) -> float:
+    """Ratio of two cosine similarities on the shifted scale (1 + cos) / 2 in [0, 1], so that it stays defined
+    and monotone when similarities are near zero or negative (un-personalized models)."""
+    return (1.0 + mine) / (1.0 + base)
 
 
 class Verifier:
@@ -157,7 +164,7 @@ class Verifier:
             prompts = [trigger(case.class_noun)] * self.n_images
             mine = self.similarity(generate(pipe, prompts, seed=self.seed, steps=self.steps), case)
             base = self.similarity(generate(self.base, prompts, seed=self.seed, steps=self.steps), case)
-            ratios.append(mine / base if base > 0 else float("nan"))
+            ratios.append(similarity_ratio(mine, base))
         return {"pre_attack_leakage_ratio": _mean(ratios)}
 
     def verify(

@@ -30,7 +30,7 @@ def test_summary_separates_protected_from_unprotected_cases():
     assert s["psr"] == pytest.approx(0.75)
     assert s["leakage"] == pytest.approx(0.3)
     assert s["false_trigger"] == pytest.approx(0.125)
-    assert s["benign_fidelity"] == pytest.approx((1.0 + 0.75) / 2)
+    assert s["benign_fidelity"] == pytest.approx((1.0 + (1.6 / 1.8)) / 2)  # (1 + cos) / 2 scale
     assert s["utility_drop"] == 0.01 and s["pre_attack_leakage_ratio"] == 1.05
 
 

@@ -1,0 +1,35 @@
+import math
+
+from persguard_core.experiment import PRESETS, _subjects_for_seed, results_markdown
+
+
+def test_ten_subjects_in_one_model_are_distinct_and_never_their_unprotected_class_mates():
+    chosen = [_subjects_for_seed(i, "eval") for i in range(10)]
+    protected = [p.id for p, _, _ in chosen]
+    unprotected = {u.id for _, u, _ in chosen}
+    assert len(set(protected)) == 10
+    assert not set(protected) & unprotected
+    for p, u, refs in chosen:
+        assert p.class_noun == u.class_noun and all(r.class_noun == p.class_noun for r in refs)
+
+
+def test_reported_and_tuning_subjects_never_overlap():
+    tuning = {s.id for i in range(7) for s in _subjects_for_seed(i, "tuning")[:2]}
+    reported = {s.id for i in range(7) for s in _subjects_for_seed(i, "eval")[:2]}
+    assert not tuning & reported
+
+
+def test_presets_name_the_required_rows():
+    names = [s.name for s in PRESETS["paper"].settings]
+    for required in ("gray-box/full", "black-box/full", "white-box/lora", "white-box/jpeg50", "white-box/mixed",
+                     "anti-dreambooth/jpeg50", "3-subjects/mixed", "10-subjects/mixed"):
+        assert required in names
+    assert len(PRESETS["paper"].seeds) >= 3
+    assert PRESETS["smoke"].settings[0].behaviour == "pattern"
+
+
+def test_results_markdown_has_one_line_per_row_and_prints_missing_values():
+    rows = [{"setting": "a", "behaviour": "pattern", "psr": 0.9, "false_trigger": math.nan, "n_images": 8,
+             "seeds": [0]}]
+    table = results_markdown({"preset": "x", "rows": rows})
+    assert "| a | pattern | 0.900 | nan |" in table and table.count("\n| a ") == 1
