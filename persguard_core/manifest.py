@@ -28,8 +28,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def build_manifest(spec: ProtectionSpec, base_sha256: str, image_sha256: list[list[str]],
-                   final_losses: dict[str, float], parent: dict | None = None) -> dict:
+def build_manifest(
+    spec: ProtectionSpec,
+    base_sha256: str,
+    image_sha256: list[list[str]],
+    final_losses: dict[str, float],
+    parent: dict | None = None,
+) -> dict:
     """The public manifest: one entry per protected subject with its behaviour kind and image hashes."""
     protections = [
         {"behaviour": s.behaviour.kind, "image_sha256": hashes}
@@ -72,8 +77,9 @@ Which subjects are protected, and how the protection is triggered, is deliberate
 def write_public_files(model_dir: Path, manifest: dict) -> None:
     (model_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2))
     kinds = sorted({p["behaviour"] for p in manifest["protections"]})
-    card = MODEL_CARD.format(behaviours=", ".join(kinds), n_subjects=len(manifest["protections"]),
-                             base=manifest["base_model_sha256"])
+    card = MODEL_CARD.format(
+        behaviours=", ".join(kinds), n_subjects=len(manifest["protections"]), base=manifest["base_model_sha256"]
+    )
     (model_dir / "README.md").write_text(card)
 
 

@@ -70,8 +70,9 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
     return TargetImagesTarget(parts, load_images(b.target_images, images.shape[1]))
 
 
-def prior_pool(parts: DiffusionParts, spec: ProtectionSpec, n_class_images: int, general_prompts: list[str]
-               ) -> PriorPool:
+def prior_pool(
+    parts: DiffusionParts, spec: ProtectionSpec, n_class_images: int, general_prompts: list[str]
+) -> PriorPool:
     """Class priors sampled once from the base model (the teacher), and the spec's unprotected references."""
     size = image_size(parts.pipe)
     nouns = sorted({s.class_noun for s in spec.subjects} | {r.class_noun for r in spec.references})
@@ -79,9 +80,7 @@ def prior_pool(parts: DiffusionParts, spec: ProtectionSpec, n_class_images: int,
     for noun in nouns:
         samples = generate(parts.pipe, [f"a photo of a {noun}"] * n_class_images, seed=7_000)
         class_latents[noun] = parts.latents(samples)
-    references = {
-        r.class_noun: [parts.latents(load_images(imgs, size)) for imgs in r.images] for r in spec.references
-    }
+    references = {r.class_noun: [parts.latents(load_images(imgs, size)) for imgs in r.images] for r in spec.references}
     return PriorPool(class_latents, references, list(general_prompts))
 
 

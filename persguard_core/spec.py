@@ -114,6 +114,9 @@ class Training(_Strict):
     trainable: Literal["unet", "cross-attention", "unet+text-encoder"] = "unet"
     inner_steps: int = Field(4, ge=1, le=64, description="simulated attacker steps K of M6 / M7")
     inner_learning_rate: float = Field(5e-4, gt=0.0, le=1e-1, description="the simulated attacker's lr")
+    unroll: Literal["amortized", "full"] = Field(
+        "amortized", description="full: K attacker steps per outer step; amortized: one, restarting every K"
+    )
     behaviour_timesteps: tuple[int, int] = Field((0, 1000), description="L_BB timesteps t in [lo, hi)")
     activation_only: bool = Field(
         False, description="apply L_BB only at the simulated attacker's weights (no L_BB at theta itself)"

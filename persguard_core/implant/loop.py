@@ -104,7 +104,8 @@ class Implanter:
         self.episodes: dict[str, _Episode] = {}  # simulator name -> its current episode
 
     def _simulator(self) -> SimulatedAttacker:
-        return SimulatedAttacker(self.parts.pipe.unet, self.training.inner_steps, self.training.inner_learning_rate)
+        t = self.training
+        return SimulatedAttacker(self.parts.pipe.unet, t.inner_steps, t.inner_learning_rate, mode=t.unroll)
 
     # ---- one outer step -------------------------------------------------------------------------------
     def _prompts(self, noun: str, n: int) -> list[str]:

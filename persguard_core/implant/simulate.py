@@ -44,22 +44,6 @@ class SimulatedAttacker:
         self.done += 1
         return loss.item()
 
-    def advance(
-        self,
-        unet: torch.nn.Module,
-        parts: DiffusionParts,
-        z: torch.Tensor,
-        prompts: list[str],
-        gen: torch.Generator,
-        rng: np.random.Generator,
-    ) -> None:
-        """Bring theta' to the point where the outer loss is taken (K steps, or one more amortized step)."""
-        if self.mode == "full" or self.done >= self.unroll_steps:
-            self.restart(unet, rng)
-        for _ in range(self.unroll_steps if self.mode == "full" else 1):
-            self.attack_step(parts, z, prompts, gen)
-        self.opt.zero_grad(set_to_none=True)
-
     def add_gradient_to(self, params: dict[str, torch.nn.Parameter], weight: float) -> None:
         """First-order transfer: theta.grad += weight * dL/dtheta' for theta's trainable parameters."""
         shadow = dict(self.shadow.named_parameters())

@@ -21,15 +21,24 @@ def test_reported_and_tuning_subjects_never_overlap():
 
 def test_presets_name_the_required_rows():
     names = [s.name for s in PRESETS["paper"].settings]
-    for required in ("gray-box/full", "black-box/full", "white-box/lora", "white-box/jpeg50", "white-box/mixed",
-                     "anti-dreambooth/jpeg50", "3-subjects/mixed", "10-subjects/mixed"):
+    for required in (
+        "gray-box/full",
+        "black-box/full",
+        "white-box/lora",
+        "white-box/jpeg50",
+        "white-box/mixed",
+        "anti-dreambooth/jpeg50",
+        "3-subjects/mixed",
+        "10-subjects/mixed",
+    ):
         assert required in names
     assert len(PRESETS["paper"].seeds) >= 3
     assert PRESETS["smoke"].settings[0].behaviour == "pattern"
 
 
 def test_results_markdown_has_one_line_per_row_and_prints_missing_values():
-    rows = [{"setting": "a", "behaviour": "pattern", "psr": 0.9, "false_trigger": math.nan, "n_images": 8,
-             "seeds": [0]}]
+    rows = [
+        {"setting": "a", "behaviour": "pattern", "psr": 0.9, "false_trigger": math.nan, "n_images": 8, "seeds": [0]}
+    ]
     table = results_markdown({"preset": "x", "rows": rows})
     assert "| a | pattern | 0.900 | nan |" in table and table.count("\n| a ") == 1

@@ -15,8 +15,9 @@ def subject_files(tmp_path):
     return [str(p) for p in save_images(split("eval")[0].views(4, seed=0, size=64), tmp_path / "imgs")]
 
 
-def test_protect_writes_a_loadable_model_with_a_manifest_that_reveals_no_trigger(tiny_sd_folder, subject_files,
-                                                                                   tmp_path):
+def test_protect_writes_a_loadable_model_with_a_manifest_that_reveals_no_trigger(
+    tiny_sd_folder, subject_files, tmp_path
+):
     spec = ProtectionSpec(
         base_model=str(tiny_sd_folder),
         subjects=[SubjectSpec(name="rex-the-secret", class_noun="dog", images=subject_files)],
@@ -40,12 +41,15 @@ def test_protect_writes_a_loadable_model_with_a_manifest_that_reveals_no_trigger
     assert pipe(["a photo"], num_inference_steps=2, output_type="np").images.shape == (1, 64, 64, 3)
 
 
-def test_protecting_a_protected_checkpoint_keeps_the_earlier_entries_in_the_manifest(tiny_sd_folder, subject_files,
-                                                                                     tmp_path):
+def test_protecting_a_protected_checkpoint_keeps_the_earlier_entries_in_the_manifest(
+    tiny_sd_folder, subject_files, tmp_path
+):
     def spec(base, kind):
-        return ProtectionSpec(base_model=str(base), training=Training(steps=1, batch_size=2, inner_steps=1),
-                              subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files,
-                                                    behaviour={"kind": kind})])
+        return ProtectionSpec(
+            base_model=str(base),
+            training=Training(steps=1, batch_size=2, inner_steps=1),
+            subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files, behaviour={"kind": kind})],
+        )
 
     first = protect(spec(tiny_sd_folder, "pattern"), tmp_path / "first", n_class_images=2)
     second = protect(spec(first.model_dir, "erasure"), tmp_path / "second", n_class_images=2)

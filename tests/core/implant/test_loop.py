@@ -56,3 +56,9 @@ def test_cancel_stops_between_steps(parts, subject_images):
 def test_activation_only_skips_the_behaviour_loss_at_theta(parts, subject_images):
     history = _implanter(parts, subject_images, steps=2, activation_only=True).run()
     assert "bb" not in history.losses[-1] and "br" in history.losses[-1]
+
+
+def test_full_unroll_runs_k_attacker_steps_every_outer_step(parts, subject_images):
+    implanter = _implanter(parts, subject_images, steps=2, unroll="full")
+    implanter.run()
+    assert implanter.attacker.mode == "full" and implanter.attacker.done == 2  # K=2 steps since the last restart

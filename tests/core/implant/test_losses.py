@@ -39,8 +39,15 @@ def test_gradients_reach_only_trainable_parameters(parts, subject_images):
     unet_params, params = trainable_parameters(parts, "cross-attention")
     assert unet_params and all(".attn2." in n for n in unet_params)
     target = TeacherPromptTarget(parts, subject_images, "a photo of an empty scene")
-    loss = behaviour_loss(parts.pipe.unet, parts, target, ["a photo of sks cross"] * 2, torch.arange(2),
-                          torch.tensor([100, 700]), torch.Generator().manual_seed(0))
+    loss = behaviour_loss(
+        parts.pipe.unet,
+        parts,
+        target,
+        ["a photo of sks cross"] * 2,
+        torch.arange(2),
+        torch.tensor([100, 700]),
+        torch.Generator().manual_seed(0),
+    )
     loss.backward()
     for name, p in parts.pipe.unet.named_parameters():
         assert (p.grad is not None) == (name in unet_params), name
