@@ -90,7 +90,7 @@ class Implanter:
         self.parts, self.subjects, self.pool = parts, subjects, pool
         self.training, self.weights = training, weights
         self.triggers = {s.class_noun: knowledge.trigger_prompts(s.class_noun) for s in subjects}
-        for noun in pool.references:
+        for noun in (*pool.references, *pool.class_latents):
             self.triggers.setdefault(noun, knowledge.trigger_prompts(noun))
         self.unet_params, self.params = trainable_parameters(parts, training.trainable)
         self.opt = torch.optim.AdamW(self.params, lr=training.learning_rate, weight_decay=1e-2)
@@ -100,7 +100,11 @@ class Implanter:
         self.step = 0
         simulate = weights.retention_mode == "simulate" and weights.retention > 0
         self.attacker = self._simulator() if simulate else None
-        self.releaser = self._simulator() if weights.release > 0 and pool.references else None
+        # benign users for M7: the unprotected reference subjects, or else the teacher's own class samples
+        self.benign_sets = [(noun, z) for noun, zs in sorted(pool.references.items()) for z in zs] or sorted(
+            pool.class_latents.items()
+        )
+        self.releaser = self._simulator() if weights.release > 0 else None
         self.episodes: dict[str, _Episode] = {}  # simulator name -> its current episode
 
     def _simulator(self) -> SimulatedAttacker:
@@ -195,9 +199,8 @@ class Implanter:
 
     def _release(self) -> float:
         """L_REL (M7): after simulated DreamBooth on an unprotected subject, theta'_u must reproduce it."""
-        refs = [(noun, z) for noun, zs in sorted(self.pool.references.items()) for z in zs]
-        ep = self._simulated_attack("release", self.releaser, "references", refs)
-        noun, z_u = refs[ep.subject]
+        ep = self._simulated_attack("release", self.releaser, "benign", self.benign_sets)
+        noun, z_u = self.benign_sets[ep.subject]
         b = self.training.batch_size
         prompts = [self.triggers[noun][ep.prompt_index]] * b
         loss = denoising_loss(self.releaser.shadow, self.parts, z_u[self._rows(z_u, b)], prompts, self.gen)
