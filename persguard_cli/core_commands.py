@@ -102,7 +102,8 @@ def cmd_protect(args: argparse.Namespace) -> int:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from persguard_core.attacker import BUILTIN_LR_SCALE, dreambooth, recipe
+    from persguard_core.attacker import dreambooth, recipe
+    from persguard_core.attacker.recipe import default_lr_scale
     from persguard_core.generate import generate
     from persguard_core.model_io import load_pipeline, save_pipeline
     from persguard_core.protect import image_size
@@ -118,7 +119,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         noun = subject(args.toy_subject).class_noun
     if noun is None:
         raise SystemExit("--class-noun is required")
-    scale = args.lr_scale if args.lr_scale is not None else (BUILTIN_LR_SCALE if args.model == "builtin" else 1.0)
+    scale = args.lr_scale if args.lr_scale is not None else default_lr_scale(pipe.unet.config)
     overrides = {"identifier": args.identifier} | ({"steps": args.steps} if args.steps else {})
     attack = recipe(args.recipe, lr_scale=scale, **overrides)
     bar = _bar(attack.steps, f"dreambooth ({attack.name})")
@@ -135,7 +136,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from persguard_core.attacker import BUILTIN_LR_SCALE, recipe
+    from persguard_core.attacker import recipe
+    from persguard_core.attacker.recipe import default_lr_scale
     from persguard_core.images import load_images
     from persguard_core.judge.toy import ToyJudge
     from persguard_core.model_io import load_pipeline
@@ -161,7 +163,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         unprotected.append(
             Case(f"toy-{sid}", s.class_noun, s.views(6, seed=0, size=size), s.views(16, seed=1, size=size))
         )
-    scale = args.lr_scale if args.lr_scale is not None else (BUILTIN_LR_SCALE if spec.base_model == "builtin" else 1.0)
+    scale = args.lr_scale if args.lr_scale is not None else default_lr_scale(pipe.unet.config)
     attack = recipe(args.recipe, lr_scale=scale)
     result = verifier.verify(pipe, protected, unprotected, AttackSetting(args.recipe, attack))
     history = json.loads((private / "history.json").read_text()) if (private / "history.json").exists() else None
@@ -240,8 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     att.add_argument(
         "--lr-scale",
         type=float,
-        help="multiply the recipe's learning rate (default: the built-in model's scale for "
-        "--model builtin, else 1; use the built-in scale for models derived from it)",
+        help="multiply the recipe's learning rate (default: the built-in scale for the built-in architecture, else 1)",
     )
     att.add_argument("--out", type=Path, required=True)
     _subject_args(att)
@@ -252,7 +253,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.add_argument("--protection", required=True, help="the output folder of `persguard protect`")
     ver.add_argument("--unprotected-toy-subject", type=int, nargs="*", default=[])
     ver.add_argument("--recipe", default="full")
-    ver.add_argument("--lr-scale", type=float, help="default: the built-in scale when the base model is builtin")
+    ver.add_argument("--lr-scale", type=float, help="default: the built-in scale for the built-in architecture, else 1")
     ver.add_argument("--n-images", type=int, default=16)
     ver.add_argument("--out", type=Path, required=True)
     _common(ver)

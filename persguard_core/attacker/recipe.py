@@ -61,3 +61,17 @@ def recipe(name: str, *, lr_scale: float = 1.0, **overrides) -> AttackRecipe:
         text_encoder_lr=None if base.text_encoder_lr is None else base.text_encoder_lr * lr_scale,
     )
     return replace(scaled, **overrides)
+
+
+def default_lr_scale(unet_config: dict) -> float:
+    """BUILTIN_LR_SCALE for the built-in model's architecture (and models derived from it), else 1."""
+    from persguard_core.builtin.configs import make_unet
+
+    builtin = make_unet().config
+    keys = ("sample_size", "block_out_channels", "cross_attention_dim", "layers_per_block")
+    same = all(tuple(_listify(unet_config.get(k))) == tuple(_listify(builtin[k])) for k in keys)
+    return BUILTIN_LR_SCALE if same else 1.0
+
+
+def _listify(value) -> list:  # noqa: ANN001
+    return list(value) if isinstance(value, list | tuple) else [value]
