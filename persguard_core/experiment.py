@@ -154,7 +154,8 @@ def _attack_setting(setting: Setting, seed: int) -> AttackSetting:
 
         fn, rng = named_transform(setting.transform), np.random.default_rng(seed)
         transform = lambda images: fn.apply(images, rng)  # noqa: E731
-    return AttackSetting(setting.name, recipe(setting.attack, lr_scale=BUILTIN_LR_SCALE, **overrides), transform)
+    attack = recipe(setting.attack, lr_scale=BUILTIN_LR_SCALE, **overrides)
+    return AttackSetting(setting.name, attack, transform, setting.transform)
 
 
 def _protect_seed(

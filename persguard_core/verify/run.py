@@ -48,6 +48,7 @@ class AttackSetting:
     name: str
     recipe: AttackRecipe
     transform: ImageTransform | None = None  # applied to the attacker's images before fine-tuning
+    transform_name: str | None = None  # identifies the transform in caches and reports
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Verifier:
         return float(self.judge.identity_similarity(images, case.reference_images).mean())
 
     def _base_case_similarity(self, case: Case, setting: AttackSetting) -> float:
-        key = (case.name, setting.name, setting.recipe)
+        key = (case.name, setting.recipe, setting.transform_name, setting.transform is None)
         if key not in self._base_similarity:
             self._base_similarity[key] = self.similarity(self.attacked_images(self.base, case, setting), case)
         return self._base_similarity[key]
