@@ -3,7 +3,7 @@
 The named recipes follow the diffusers DreamBooth defaults (full: lr 5e-6, 400-800 steps; LoRA: lr 1e-4,
 500 steps; low-lr: 5e-7, 1000 steps), scaled to the model at hand: a model with few parameters and a small
 batch moves less per step at the same learning rate, so `scaled(recipe, lr_scale)` multiplies the learning
-rate. For the built-in model the scale is `BUILTIN_LR_SCALE` (see docs/ATTACKER.md for how it was chosen).
+rate. For the built-in architecture the scale is `BUILTIN_LR_SCALE` (docs/ATTACKER.md: how it was chosen).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-BUILTIN_LR_SCALE = 100.0
+BUILTIN_LR_SCALE = 30.0
 
 
 @dataclass(frozen=True)

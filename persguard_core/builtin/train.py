@@ -6,6 +6,7 @@ Three stages, each seeded: (1) a BPE tokenizer learned on captions; (2) the VAE 
 KL weight 1e-6 as in SD) on scenes, a quarter with random checker stamps so that patterns reconstruct;
 (3) the text encoder and UNet jointly on the epsilon loss with min-SNR-5 weighting, 10% caption dropout
 for classifier-free guidance, and an EMA of the weights. The text encoder is frozen after this, like CLIP in SD.
+`--init-from DIR` continues stage (3) from an earlier run's folder (keeping its tokenizer and VAE).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class TrainConfig:
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     snr_gamma: float = 5.0
+    init_from: str = ""  # a model folder of an earlier run to continue the denoiser stage from
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -88,10 +90,17 @@ def train_vae(cfg: TrainConfig, rng: np.random.Generator) -> AutoencoderKL:
     return vae
 
 
-def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.random.Generator):
-    """Jointly train text encoder and UNet on the epsilon loss; returns the EMA weights loaded in both."""
-    text_encoder = configs.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
-    unet = configs.make_unet()
+def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.random.Generator, start=None):
+    """Jointly train text encoder and UNet on the epsilon loss; returns the EMA weights loaded in both.
+
+    `start`: (text_encoder, unet) to continue from; fresh ones otherwise."""
+    if start is None:
+        text_encoder = configs.make_text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+        unet = configs.make_unet()
+    else:
+        text_encoder, unet = start
+        text_encoder.train().requires_grad_(True)
+        unet.train().requires_grad_(True)
     scheduler = configs.make_train_scheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
@@ -133,11 +142,17 @@ def train(cfg: TrainConfig, out: Path) -> Path:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     t0 = time.time()
-    corpus = [c for _ in range(cfg.tokenizer_captions // 1000) for c in captioned_batch(rng, 1000)[1]]
-    tokenizer = build_clip_tokenizer(corpus, max_length=configs.MAX_TOKENS)
-    vae = train_vae(cfg, rng)
+    previous, start = None, None
+    if cfg.init_from:  # continue the denoiser stage of an earlier run: its tokenizer and VAE are kept
+        init = StableDiffusionPipeline.from_pretrained(cfg.init_from, local_files_only=True)
+        tokenizer, vae, start = init.tokenizer, init.vae.requires_grad_(False), (init.text_encoder, init.unet)
+        previous = json.loads((Path(cfg.init_from) / "training.json").read_text())
+    else:
+        corpus = [c for _ in range(cfg.tokenizer_captions // 1000) for c in captioned_batch(rng, 1000)[1]]
+        tokenizer = build_clip_tokenizer(corpus, max_length=configs.MAX_TOKENS)
+        vae = train_vae(cfg, rng)
     t_vae = time.time() - t0
-    text_encoder, unet = train_denoiser(cfg, vae, tokenizer, rng)
+    text_encoder, unet = train_denoiser(cfg, vae, tokenizer, rng, start)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -156,6 +171,7 @@ def train(cfg: TrainConfig, out: Path) -> Path:
         "seconds_total": round(time.time() - t0, 1),
         "torch": torch.__version__,
         "data": "persguard_core.toyworld.captioned_batch (p_empty=0.1), seeded by config.seed",
+        "continued_from": previous,
     }
     (out / "training.json").write_text(json.dumps(record, indent=2))
     log.info("saved built-in model to %s in %.0fs", out, time.time() - t0)
