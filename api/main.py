@@ -14,7 +14,7 @@ from api.metrics import Metrics, MetricsMiddleware
 from api.routes import checkpoints, files, health, jobs, models, protections, subjects
 from api.upload_guard import UploadGuard
 from common.db import SessionFactory, make_engine, make_session_factory
-from common.jobs import InProcessRunner, JobRunner
+from common.jobs import InProcessRunner, JobConfig, JobRunner
 from common.settings import Settings, get_settings
 from common.storage import Storage, storage_from_settings
 
@@ -24,12 +24,19 @@ UPLOAD_PATHS = {"/v1/subjects"}
 
 
 def default_runner(settings: Settings, session_factory: SessionFactory, storage: Storage) -> JobRunner:
-    """The in-process runner, unless a broker is configured (its runner arrives with the worker)."""
+    """The Celery runner when a broker is configured (workers run the jobs), else the in-process runner."""
     if settings.broker_url:
-        raise RuntimeError(
-            "PERSGUARD_BROKER_URL is set, but the queue runner arrives with the worker; unset it to run jobs in-process"
-        )
-    return InProcessRunner(session_factory, storage, workdir=settings.workdir)
+        from common.jobs.queue import CeleryRunner, make_celery  # celery is only needed with a broker
+
+        return CeleryRunner(make_celery(settings, name="persguard-api"), session_factory)
+    return InProcessRunner(
+        session_factory,
+        storage,
+        config=JobConfig.from_settings(settings),
+        retries=settings.transient_retries,
+        retry_backoff_s=settings.retry_backoff_s,
+        retry_backoff_max_s=settings.retry_backoff_max_s,
+    )
 
 
 def create_app(

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VAR_DIR = Path("var")
@@ -40,11 +40,58 @@ class Settings(BaseSettings):
     download_url_ttl_s: int = Field(900, ge=1, le=7 * 24 * 3600)
     workdir: Path = VAR_DIR / "jobs"
 
+    # Job execution (in-process runner and Celery workers alike).
+    job_lease_s: float = Field(120.0, gt=0, description="a running job whose heartbeat is older than this is dead")
+    job_heartbeat_s: float = Field(15.0, gt=0, description="how often a running job renews its lease")
+    job_requeue_after_s: float = Field(
+        900.0, gt=0, description="a job waiting this long for its doorbell (lost message) is enqueued again"
+    )
+    progress_interval_s: float = Field(1.0, ge=0, description="at most one progress write per interval")
+    cancel_check_interval_s: float = Field(1.0, ge=0, description="at most one cancel-flag read per interval")
+    state_upload_interval_s: float = Field(0.0, ge=0, description="at least this long between training-state uploads")
+    max_attempts: int = Field(
+        5, ge=1, description="a job whose worker died this many times fails instead of being re-queued again"
+    )
+    transient_retries: int = Field(8, ge=0, description="retries of a job after storage/broker/database errors")
+    retry_backoff_s: float = Field(5.0, gt=0, description="first retry delay; doubles per retry")
+    retry_backoff_max_s: float = Field(600.0, gt=0)
+    verify_pass_psr: float = Field(0.5, ge=0, le=1, description="a verification passes at this protection rate")
+
+    # Celery workers (worker/).
+    job_soft_time_limit_s: int = Field(6 * 3600, ge=1, description="the task is asked to stop (fails the job)")
+    job_time_limit_s: int = Field(6 * 3600 + 600, ge=1, description="the worker process is killed")
+    broker_visibility_timeout_s: int = Field(
+        12 * 3600, ge=1, description="an unacknowledged message is redelivered after this; > the longest job"
+    )
+    reconcile_interval_s: float = Field(60.0, gt=0, description="how often beat runs the reconciler")
+    purge_interval_s: float = Field(3600.0, gt=0, description="how often beat sweeps orphaned objects")
+    orphan_grace_s: float = Field(6 * 3600, ge=0, description="objects no row refers to are deleted after this")
+    failed_state_retention_s: float = Field(7 * 24 * 3600, ge=0, description="training state of failed jobs")
+    protect_fn: str | None = Field(
+        None, description="import path module:function of the implantation (tests, experiments); unset = the core"
+    )
+    verify_fn: str | None = Field(None, description="import path of the verification; unset = the core")
+    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads in each worker process")
+
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(60 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(4096 * 4096, ge=1)
     min_images_per_subject: int = Field(3, ge=1)
     max_images_per_subject: int = Field(20, ge=1)
+
+    @model_validator(mode="after")
+    def _limits_in_order(self) -> Settings:
+        """Soft limit <= hard limit < broker visibility timeout: Redis must never redeliver a job still running."""
+        if self.job_soft_time_limit_s > self.job_time_limit_s:
+            raise ValueError("PERSGUARD_JOB_SOFT_TIME_LIMIT_S must not exceed PERSGUARD_JOB_TIME_LIMIT_S")
+        if self.broker_visibility_timeout_s <= self.job_time_limit_s:
+            raise ValueError(
+                "PERSGUARD_BROKER_VISIBILITY_TIMEOUT_S must exceed PERSGUARD_JOB_TIME_LIMIT_S (the longest job), "
+                "or Redis redelivers running jobs"
+            )
+        if self.job_heartbeat_s >= self.job_lease_s:
+            raise ValueError("PERSGUARD_JOB_HEARTBEAT_S must be shorter than PERSGUARD_JOB_LEASE_S")
+        return self
 
 
 @lru_cache

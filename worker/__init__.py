@@ -1,0 +1,1 @@
+"""Celery workers: the `implant` and `verify` GPU tasks, and the reconciler that beat runs (docs/WORKER.md)."""

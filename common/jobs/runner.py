@@ -1,18 +1,27 @@
-"""Job runners: how a queued job id gets to `execute_job`. Embedded mode runs jobs in a background thread."""
+"""Job runners: how a queued job id gets to `run_implant`. Embedded mode runs jobs in a background thread.
+
+The in-process runner runs the same code as the Celery tasks (`run_implant`, then `run_verification` when the
+job asks for it), with the same retries after transient failures, one job at a time.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import select
 
 from common.db import SessionFactory
-from common.jobs.execute import ProtectFn, default_protect_fn, execute_job
-from common.models import JobStatus, ProtectionJob
+from common.jobs.config import JobConfig
+from common.jobs.execute import ProtectFn, default_protect_fn, run_implant
+from common.jobs.recovery import requeue_dead_jobs
+from common.jobs.verification import VerifyFn, default_verify_fn, run_verification
+from common.models import JobStatus, ProtectionJob, utcnow
 from common.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -26,6 +35,11 @@ class JobRunner(Protocol):
     def shutdown(self) -> None: ...
 
 
+def backoff_s(retry: int, base_s: float, max_s: float) -> float:
+    """Delay before retry number `retry` (0-based): base, 2x base, 4x base, ... capped at `max_s`."""
+    return min(max_s, base_s * 2**retry)
+
+
 class InProcessRunner:
     """Runs jobs one at a time in a background thread of this process (embedded mode)."""
 
@@ -36,22 +50,59 @@ class InProcessRunner:
         protect_fn: ProtectFn = default_protect_fn,
         workdir: Path | None = None,
         max_workers: int = 1,
+        *,
+        verify_fn: VerifyFn = default_verify_fn,
+        config: JobConfig | None = None,
+        retries: int = 3,
+        retry_backoff_s: float = 5.0,
+        retry_backoff_max_s: float = 300.0,
     ) -> None:
         self._session_factory = session_factory
         self._storage = storage
         self._protect_fn = protect_fn
-        self._workdir = workdir
+        self._verify_fn = verify_fn
+        self._config = config or JobConfig(workdir_root=workdir)
+        self._retries = retries
+        self._backoff = (retry_backoff_s, retry_backoff_max_s)
+        self._stopping = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="persguard-job")
         self._futures: list[Future[JobStatus | None]] = []
 
     def submit(self, job_id: uuid.UUID) -> None:
-        future = self._executor.submit(
-            execute_job, job_id, self._session_factory, self._storage, self._protect_fn, self._workdir
-        )
+        future = self._executor.submit(self.run, job_id)
         self._futures = [f for f in self._futures if not f.done()] + [future]
 
+    def run(self, job_id: uuid.UUID) -> JobStatus | None:
+        """Implant (retrying transient failures with backoff), then verify if the job asks for it."""
+        outcome = None
+        for retry in range(self._retries + 1):
+            final = retry == self._retries
+            outcome = run_implant(
+                job_id, self._session_factory, self._storage, self._protect_fn, self._config, final_attempt=final
+            )
+            if outcome.status is not JobStatus.QUEUED or self._stopping.wait(backoff_s(retry, *self._backoff)):
+                break
+        if outcome is None or outcome.checkpoint_id is None:
+            return outcome.status if outcome else None
+        for retry in range(self._retries + 1):
+            verified = run_verification(
+                outcome.checkpoint_id,
+                self._session_factory,
+                self._storage,
+                self._verify_fn,
+                self._config,
+                final_attempt=retry == self._retries,
+            )
+            if not verified.retry or self._stopping.wait(backoff_s(retry, *self._backoff)):
+                break
+        return outcome.status
+
     def resume_queued(self) -> int:
-        """Submit every job left queued (e.g. by a restart); returns how many."""
+        """Re-queue jobs a previous process left running, then submit every queued job; returns how many.
+
+        Embedded mode has one runner process: every lease it finds at start-up belongs to a process that is gone.
+        """
+        requeue_dead_jobs(self._session_factory, utcnow() + timedelta(seconds=self._config.lease_s + 1))
         with self._session_factory() as session:
             ids = session.scalars(
                 select(ProtectionJob.id)
@@ -68,6 +119,7 @@ class InProcessRunner:
         return not pending
 
     def shutdown(self) -> None:
+        self._stopping.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 

@@ -63,6 +63,16 @@ class ProtectionJob(IdMixin, CreatedMixin, Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Who runs it now and until when (renewed by heartbeats); the reconciler re-queues a job whose lease ran out.
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    # When the doorbell (queue message) was last sent; a lost one is sent again after a while.
+    enqueued_at: Mapped[datetime | None]
+    # How many times a worker died while holding the job (the reconciler re-queued it).
+    worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The training step of the resumable state last saved to storage (0: none).
+    state_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     subjects: Mapped[list[Subject]] = relationship(secondary=job_subjects)

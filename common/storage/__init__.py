@@ -8,6 +8,7 @@ import secrets
 from common.settings import Settings
 from common.storage.base import (
     ChecksumMismatch,
+    ListedObject,
     ObjectNotFound,
     Storage,
     StorageError,
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ChecksumMismatch",
+    "ListedObject",
     "LocalStorage",
     "ObjectNotFound",
     "S3Storage",

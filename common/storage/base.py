@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -27,6 +29,13 @@ class StoredObject:
     key: str
     size: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    key: str
+    size: int
+    last_modified: datetime
 
 
 def sha256_file(path: Path) -> str:
@@ -77,4 +86,12 @@ class Storage(Protocol):
 
     def check(self) -> None:
         """Raise StorageError if the backend cannot serve (readiness probe)."""
+        ...
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        """Every object whose key starts with `prefix`, with its size and last-modified time (UTC)."""
+        ...
+
+    def abort_stale_uploads(self, older_than: datetime) -> int:
+        """Remove unfinished uploads (S3 multipart uploads, local temporary files) begun before `older_than`."""
         ...

@@ -8,7 +8,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from common.storage.base import (
     CHUNK,
     ChecksumMismatch,
+    ListedObject,
     ObjectNotFound,
     StorageError,
     StoredObject,
@@ -24,6 +26,7 @@ from common.storage.base import (
 )
 
 DOWNLOAD_PATH = "/v1/files"
+TEMP_PREFIX = ".upload-"
 
 
 class LocalStorage:
@@ -40,7 +43,7 @@ class LocalStorage:
     def _write(self, key: str, write: Callable[[BinaryIO], object]) -> StoredObject:
         target = self.path_of(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
@@ -100,3 +103,20 @@ class LocalStorage:
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"storage directory {self.root} is not writable")
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        for path in sorted(self.root.rglob("*")):
+            if not path.is_file() or path.name.startswith(TEMP_PREFIX):
+                continue
+            key = path.relative_to(self.root).as_posix()
+            if key.startswith(prefix):
+                stat = path.stat()
+                yield ListedObject(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC))
+
+    def abort_stale_uploads(self, older_than: datetime) -> int:
+        removed = 0
+        for path in self.root.rglob(f"{TEMP_PREFIX}*"):
+            if datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed

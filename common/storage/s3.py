@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -14,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from common.storage.base import (
     ChecksumMismatch,
+    ListedObject,
     ObjectNotFound,
     StorageError,
     StoredObject,
@@ -79,6 +82,8 @@ class S3Storage:
             self.client.download_file(self.bucket, check_key(key), str(dest), Config=self.transfer)
         except ClientError as exc:
             raise self._translate(key, exc) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"download of {key!r} failed: {exc}") from exc
         if expected_sha256 and sha256_file(dest) != expected_sha256:
             dest.unlink()
             raise ChecksumMismatch(f"object {key!r} does not match its recorded sha256")
@@ -109,6 +114,32 @@ class S3Storage:
 
     def check(self) -> None:
         self._call("head_bucket", Bucket=self.bucket)
+
+    def list_objects(self, prefix: str) -> Iterator[ListedObject]:
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    yield ListedObject(item["Key"], int(item["Size"]), item["LastModified"])
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"listing {prefix!r} failed: {exc}") from exc
+
+    def abort_stale_uploads(self, older_than: datetime) -> int:
+        aborted = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket)
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < older_than:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"aborting stale uploads failed: {exc}") from exc
+        if aborted:
+            log.info("aborted %d stale multipart uploads", aborted)
+        return aborted
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:

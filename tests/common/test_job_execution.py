@@ -104,7 +104,7 @@ def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(sess
     assert job.finished_at is not None
 
 
-def test_crashing_protect_fn_fails_the_job_with_the_error(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_out_of_memory_in_protect_fn_fails_the_job_reported_as_such(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
 
@@ -112,7 +112,7 @@ def test_crashing_protect_fn_fails_the_job_with_the_error(session_factory, tmp_p
         raise RuntimeError("CUDA out of memory")
 
     execute_job(job_id, session_factory, storage, crash, tmp_path)
-    assert _job(session_factory, job_id).error == "RuntimeError: CUDA out of memory"
+    assert _job(session_factory, job_id).error == "out of memory: RuntimeError: CUDA out of memory"
 
 
 def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_path: Path) -> None:  # noqa: ANN001

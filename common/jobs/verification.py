@@ -1,0 +1,173 @@
+"""Verifying a published checkpoint: attack it as the job's preset says, store the report, write its summary.
+
+`run_verification(checkpoint_id, ...)` holds the job's lease while it runs (a succeeded job's lease is free, so
+two runners never verify one checkpoint at once), downloads the checkpoint, calls
+`verify_fn(model_dir, spec, preset, out_dir) -> summary`, uploads every file the verifier wrote (report.json,
+report.html, grids) under `reports/<checkpoint>/<report>/` and writes a `VerificationReport` row. A failed
+verification is recorded as a report that did not pass, with the error in its summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from common.db import SessionFactory
+from common.jobs.config import JobConfig
+from common.jobs.defaults import default_verify_fn
+from common.jobs.errors import FailureKind, classify, describe
+from common.jobs.execute import root_cache
+from common.jobs.inputs import extract_archive, resolve_base_model, resolve_inputs
+from common.jobs.lease import Lease, claim
+from common.models import Checkpoint, JobStatus, ProtectionJob, VerificationReport, utcnow
+from common.storage import Storage
+from persguard_core.spec import ProtectionSpec
+
+log = logging.getLogger(__name__)
+
+VerifyFn = Callable[[Path, ProtectionSpec, str, Path], dict[str, Any]]
+REPORT_NAMESPACE = uuid.UUID("5d0f1a8e-2b7c-4c39-8f1e-0e6b2d9c7a44")
+
+
+def report_id_for(checkpoint_id: uuid.UUID, preset: str) -> uuid.UUID:
+    """The same id on every attempt, so that a re-run overwrites its objects instead of adding new ones."""
+    return uuid.uuid5(REPORT_NAMESPACE, f"{checkpoint_id}:{preset}")
+
+
+def report_prefix(checkpoint_id: uuid.UUID, report_id: uuid.UUID) -> str:
+    return f"reports/{checkpoint_id}/{report_id}/"
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    """done: a report row exists now (passed or not); retry: a transient failure, try again later."""
+
+    done: bool
+    retry: bool = False
+    error: str | None = None
+
+
+def passed(summary: dict[str, Any], min_psr: float) -> bool:
+    """A verification passes when the protective success rate reaches `min_psr`."""
+    psr = summary.get("psr")
+    return isinstance(psr, int | float) and not math.isnan(psr) and psr >= min_psr
+
+
+def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+
+
+def run_verification(
+    checkpoint_id: uuid.UUID,
+    session_factory: SessionFactory,
+    storage: Storage,
+    verify_fn: VerifyFn = default_verify_fn,
+    config: JobConfig | None = None,
+    *,
+    final_attempt: bool = True,
+) -> VerifyOutcome:
+    """Verify checkpoint `checkpoint_id` once (see the module docstring)."""
+    config = config or JobConfig()
+    with session_factory() as session:
+        checkpoint = session.get(Checkpoint, checkpoint_id)
+        job_id = checkpoint.job_id if checkpoint else None
+        job = session.get(ProtectionJob, job_id) if job_id else None
+        if checkpoint is None or job is None or job.verification_preset == "none":
+            log.info("checkpoint %s: nothing to verify", checkpoint_id)
+            return VerifyOutcome(done=False)
+        preset = job.verification_preset
+        report_id = report_id_for(checkpoint_id, preset)
+        if session.get(VerificationReport, report_id) is not None:
+            log.info("checkpoint %s already verified (%s)", checkpoint_id, preset)
+            return VerifyOutcome(done=True)
+    lease = claim(session_factory, job_id, from_status=JobStatus.SUCCEEDED, ttl_s=config.lease_s)
+    if lease is None:
+        log.info("checkpoint %s: verification is held elsewhere; skipping", checkpoint_id)
+        return VerifyOutcome(done=False)
+    lease.start_heartbeat(config.heartbeat_s)
+    root = config.workdir_root or Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"verify-{checkpoint_id}-", dir=root))
+    try:
+        summary = _verify(session_factory, storage, verify_fn, config, lease, checkpoint_id, preset, workdir)
+        _record(session_factory, lease, checkpoint_id, report_id, preset, summary, config, stored=True)
+        return VerifyOutcome(done=True)
+    except Exception as exc:
+        kind = classify(exc)
+        if kind is FailureKind.TRANSIENT and not final_attempt:
+            log.warning("checkpoint %s: transient failure in verification: %s", checkpoint_id, exc)
+            lease.release(enqueued_at=utcnow())
+            return VerifyOutcome(done=False, retry=True, error=str(exc))
+        message = describe(exc)
+        log.error("checkpoint %s: verification failed: %s", checkpoint_id, message, exc_info=kind is FailureKind.FATAL)
+        _record(session_factory, lease, checkpoint_id, report_id, preset, {"error": message}, config, stored=False)
+        return VerifyOutcome(done=True, error=message)
+    finally:
+        lease.stop_heartbeat()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _verify(
+    session_factory: SessionFactory,
+    storage: Storage,
+    verify_fn: VerifyFn,
+    config: JobConfig,
+    lease: Lease,
+    checkpoint_id: uuid.UUID,
+    preset: str,
+    workdir: Path,
+) -> dict[str, Any]:
+    with session_factory() as session:
+        checkpoint = session.get_one(Checkpoint, checkpoint_id)
+        job = session.get_one(ProtectionJob, lease.job_id)
+        spec = ProtectionSpec.model_validate(job.spec)
+        spec = resolve_base_model(session, storage, spec, job.base_model_id, root_cache(config))
+        local_spec = resolve_inputs(session, storage, spec, workdir / "inputs")
+        archive = storage.get_to_file(checkpoint.storage_key, workdir / "model.tar", expected_sha256=checkpoint.sha256)
+    model_dir = extract_archive(archive, workdir / "model")
+    out_dir = workdir / "report"
+    out_dir.mkdir()
+    summary = verify_fn(model_dir, local_spec, preset, out_dir)
+    prefix = report_prefix(checkpoint_id, report_id_for(checkpoint_id, preset))
+    for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+        storage.put_file(prefix + path.relative_to(out_dir).as_posix(), path)
+    return summary
+
+
+def _record(
+    session_factory: SessionFactory,
+    lease: Lease,
+    checkpoint_id: uuid.UUID,
+    report_id: uuid.UUID,
+    preset: str,
+    summary: dict[str, Any],
+    config: JobConfig,
+    *,
+    stored: bool,
+) -> None:
+    """Write the report row and end the lease in one transaction."""
+    lease.stop_heartbeat()
+    with session_factory() as session:
+        if session.scalar(select(VerificationReport.id).where(VerificationReport.id == report_id)) is None:
+            session.add(
+                VerificationReport(
+                    id=report_id,
+                    checkpoint_id=checkpoint_id,
+                    preset=preset,
+                    passed=stored and passed(summary, config.verify_pass_psr),
+                    summary=_json_safe(summary),
+                    storage_key=report_prefix(checkpoint_id, report_id) + "report.json" if stored else None,
+                )
+            )
+        session.commit()
+    lease.release(enqueued_at=None)
+    log.info("checkpoint %s verified (%s): %s", checkpoint_id, preset, summary)

@@ -1,0 +1,231 @@
+"""Leases, fencing, retries, resume and the reconciler's rules, in process, on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from common.db import make_engine, make_session_factory
+from common.jobs import InProcessRunner, JobConfig, run_implant, run_verification
+from common.jobs.lease import claim
+from common.jobs.recovery import due_doorbells, requeue_dead_jobs
+from common.jobs.training_state import state_key
+from common.models import Checkpoint, JobStatus, ProtectionJob, VerificationReport, utcnow
+from common.storage import LocalStorage, StorageError
+from tests.worker import fakes
+from tests.worker.rows import get_job, queue_job
+
+
+@pytest.fixture
+def session_factory(database: str):  # noqa: ANN201
+    engine = make_engine(database)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "store", secrets.token_bytes(16))
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobConfig:
+    monkeypatch.setenv("FAKE_STEP_S", "0")
+    return JobConfig(workdir_root=tmp_path / "work", heartbeat_s=0.2, progress_interval_s=0, cancel_check_interval_s=0)
+
+
+def test_a_job_held_by_a_live_lease_cannot_be_claimed_again(session_factory, storage) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage)
+    first = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
+    assert first is not None
+    with session_factory() as session:  # even put back to queued, the live lease keeps it
+        session.execute(update(ProtectionJob).where(ProtectionJob.id == job_id).values(status=JobStatus.QUEUED))
+        session.commit()
+    assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60) is None
+
+
+def test_a_dead_workers_job_is_requeued_and_the_old_lease_can_no_longer_write(session_factory, storage) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage)
+    old = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=0.01, status=JobStatus.RUNNING)
+    assert old is not None
+    assert requeue_dead_jobs(session_factory, utcnow() + timedelta(seconds=1)) == [job_id]
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.lease_owner) == ("queued", None) and "stopped answering" in job.error
+    new = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
+    assert new is not None
+    assert old.fenced_update(step=99) is False and old.lost
+    assert new.fenced_update(step=5) is True
+    assert get_job(session_factory, job_id).step == 5
+
+
+def test_a_job_whose_worker_died_max_attempts_times_fails_instead_of_looping(session_factory, storage) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, attempts=7, worker_losses=1)  # many transient retries: no matter
+    assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=0.01, status="running")
+    assert requeue_dead_jobs(session_factory, utcnow() + timedelta(seconds=1), max_attempts=3) == [job_id]
+    assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=0.01, status="running")
+    assert requeue_dead_jobs(session_factory, utcnow() + timedelta(seconds=1), max_attempts=3) == []
+    job = get_job(session_factory, job_id)
+    assert job.status == "failed" and "died 3 times" in job.error and job.lease_owner is None
+    assert job.worker_losses == 3
+
+
+def test_a_runner_that_lost_its_job_mid_run_publishes_nothing(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, steps=6)
+    taken = {}
+
+    def taken_over(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+        requeue_dead_jobs(session_factory, utcnow() + timedelta(hours=1))  # as if our heartbeat had stopped
+        taken["lease"] = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status="running")
+        return fakes.stepping_protect(spec, workdir, progress, should_cancel)
+
+    outcome = run_implant(job_id, session_factory, storage, taken_over, config)
+    assert outcome.status is None
+    job = get_job(session_factory, job_id)
+    assert job.status == "running" and job.lease_owner == taken["lease"].owner
+    with session_factory() as session:
+        assert session.scalar(select(Checkpoint)) is None
+    assert not list(storage.list_objects("checkpoints/"))
+
+
+def test_a_retried_job_resumes_from_the_training_state_in_storage(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, steps=8, every=2)
+
+    def dies_at_step_5(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+        def progress_then_die(step: int, total: int, losses: dict) -> None:
+            progress(step, total, losses)
+            if step == 5:
+                raise StorageError("connection reset")
+
+        return fakes.stepping_protect(spec, workdir, progress_then_die, should_cancel)
+
+    first = run_implant(job_id, session_factory, storage, dies_at_step_5, config, final_attempt=False)
+    assert first.status is JobStatus.QUEUED and first.error.startswith("retrying after StorageError")
+    assert get_job(session_factory, job_id).state_step == 4
+    for old in config.workdir_root.glob("job-*"):  # a retry on another machine: nothing local is left
+        shutil.rmtree(old)
+    seen = {}
+
+    def resumed(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+        out = fakes.stepping_protect(spec, workdir, progress, should_cancel)
+        seen.update(json.loads((out / "model_index.json").read_text()))
+        return out
+
+    second = run_implant(job_id, session_factory, storage, resumed, config)
+    assert second.status is JobStatus.SUCCEEDED
+    assert seen["resumed_from"] == 4
+    job = get_job(session_factory, job_id)
+    assert (job.attempts, job.step, job.error) == (2, 8, None)
+    assert not storage.exists(state_key(job_id)), "the state is removed once the job succeeded"
+
+
+def test_transient_failure_on_the_last_attempt_fails_the_job_saying_so(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage)
+
+    def storage_down(*_args: object) -> Path:
+        raise StorageError("S3 unreachable")
+
+    outcome = run_implant(job_id, session_factory, storage, storage_down, config, final_attempt=True)
+    assert outcome.status is JobStatus.FAILED
+    assert (
+        get_job(session_factory, job_id).error
+        == "gave up after repeated transient errors: StorageError: S3 unreachable"
+    )
+
+
+def test_a_bad_spec_fails_the_job_at_once_with_a_clear_error(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage)
+    with session_factory() as session:
+        job = session.get_one(ProtectionJob, job_id)
+        job.spec = {**job.spec, "training": {"steps": -1}}
+        session.commit()
+    outcome = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config, final_attempt=False)
+    assert outcome.status is JobStatus.FAILED
+    assert get_job(session_factory, job_id).error.startswith("invalid protection spec: ")
+
+
+def test_verification_stores_the_report_files_and_a_passing_summary(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, preset="quick")
+    outcome = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config)
+    assert outcome.status is JobStatus.SUCCEEDED and outcome.checkpoint_id is not None
+    assert run_verification(outcome.checkpoint_id, session_factory, storage, fakes.fake_verify, config).done
+    with session_factory() as session:
+        report = session.scalar(select(VerificationReport))
+    assert report.passed and report.preset == "quick" and report.summary["psr"] == 1.0
+    assert report.summary["benign_fidelity"] is None  # NaN is stored as null
+    keys = {o.key.rsplit("/", 1)[1] for o in storage.list_objects(f"reports/{outcome.checkpoint_id}/")}
+    assert keys == {"report.json", "report.html", "grid.png"}
+    again = run_verification(outcome.checkpoint_id, session_factory, storage, fakes.fake_verify, config)
+    assert again.done and get_job(session_factory, job_id).lease_owner is None
+
+
+def test_a_verification_that_crashes_is_recorded_as_not_passed(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, preset="full")
+    checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+
+    def broken(*_args: object) -> dict:
+        raise ValueError("no judge for 64px images")
+
+    assert run_verification(checkpoint_id, session_factory, storage, broken, config).error
+    with session_factory() as session:
+        report = session.scalar(select(VerificationReport))
+    assert not report.passed and report.summary == {"error": "ValueError: no judge for 64px images"}
+
+
+def test_doorbells_ring_for_never_rung_and_stale_jobs_and_unverified_checkpoints(
+    session_factory, storage, config
+) -> None:  # noqa: ANN001
+    now = utcnow()
+    never = queue_job(session_factory, storage)
+    recent = queue_job(session_factory, storage, enqueued_at=now)
+    stale = queue_job(session_factory, storage, enqueued_at=now - timedelta(hours=1))
+    verified_later = queue_job(session_factory, storage, preset="quick")
+    checkpoint_id = run_implant(verified_later, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+
+    with session_factory() as session:  # its verify doorbell went out an hour ago and was lost
+        session.execute(
+            update(ProtectionJob).where(ProtectionJob.id == verified_later).values(enqueued_at=now - timedelta(hours=1))
+        )
+        session.commit()
+
+    bells = due_doorbells(session_factory, requeue_after_s=600, now=now + timedelta(seconds=60))
+    assert set(bells.implant) == {never, stale}, "a job rung a minute ago is left alone"
+    assert bells.verify == [checkpoint_id]
+    again = due_doorbells(session_factory, requeue_after_s=600, now=now + timedelta(seconds=61))
+    assert again.implant == [] and again.verify == [], "a doorbell just rung is not rung again at once"
+    later = due_doorbells(session_factory, requeue_after_s=600, now=now + timedelta(hours=2))
+    assert set(later.implant) == {never, recent, stale} and later.verify == [checkpoint_id]
+
+
+def test_embedded_runner_at_start_resumes_a_job_its_previous_process_left_running(
+    session_factory, storage, config
+) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage)
+    assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
+    runner = InProcessRunner(session_factory, storage, fakes.stepping_protect, config=config)
+    assert runner.resume_queued() == 1
+    assert runner.wait_idle(timeout=30)
+    runner.shutdown()
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.attempts) == ("succeeded", 1)
+
+
+def test_a_job_cancelled_because_its_subject_was_deleted_keeps_that_reason(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, steps=50)
+
+    def subject_deleted_meanwhile(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+        with session_factory() as session:  # what the api's subject deletion does to a running job
+            job = session.get_one(ProtectionJob, job_id)
+            job.cancel_requested, job.error = True, "subject 123 was deleted"
+            session.commit()
+        return fakes.stepping_protect(spec, workdir, progress, should_cancel)
+
+    outcome = run_implant(job_id, session_factory, storage, subject_deleted_meanwhile, config)
+    assert outcome.status is JobStatus.CANCELLED
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.error) == ("cancelled", "subject 123 was deleted") and job.step < 50
