@@ -23,6 +23,7 @@ from persguard_core.implant.behaviours import PatternTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
 from persguard_core.implant.loop import Implanter
 from persguard_core.implant.parts import DiffusionParts
+from persguard_core.model_io import assemble
 from persguard_core.spec import Knowledge, LossWeights, Training
 from persguard_core.toyworld import split
 
@@ -78,16 +79,7 @@ def sd21_pipeline(tiny: bool) -> StableDiffusionPipeline:
         steps_offset=1,
         prediction_type="v_prediction",
     )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble(vae, text_encoder, tokenizer, unet, scheduler)
 
 
 def main() -> None:

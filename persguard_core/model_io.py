@@ -65,6 +65,22 @@ def load_pipeline(
     return pipe.to(device)
 
 
+def assemble(vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:  # noqa: ANN001
+    """A StableDiffusionPipeline from components, without safety checker (none exists offline)."""
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def save_pipeline(pipe: StableDiffusionPipeline, out: str | Path) -> Path:
     """Save in diffusers format with safetensors weights."""
     out = Path(out)

@@ -19,6 +19,7 @@ from peft import LoraConfig
 
 from persguard_core.attacker.recipe import AttackRecipe
 from persguard_core.generate import generate
+from persguard_core.model_io import assemble
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]  # (step, total, loss)
@@ -94,15 +95,8 @@ def dreambooth(
         raise ValueError("dreambooth needs at least one instance image")
     if recipe.prior_preservation and prior_images is None:
         prior_images = class_images(pipe, class_noun, recipe)
-    tuned = StableDiffusionPipeline(
-        vae=pipe.vae,
-        text_encoder=copy.deepcopy(pipe.text_encoder),
-        tokenizer=pipe.tokenizer,
-        unet=copy.deepcopy(pipe.unet),
-        scheduler=pipe.scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+    tuned = assemble(
+        pipe.vae, copy.deepcopy(pipe.text_encoder), pipe.tokenizer, copy.deepcopy(pipe.unet), pipe.scheduler
     )
     tuned.set_progress_bar_config(disable=True)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)

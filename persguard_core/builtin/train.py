@@ -26,6 +26,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 
 from persguard_core.builtin import configs
 from persguard_core.builtin.tokenizer import build_clip_tokenizer, save_vocab_files
+from persguard_core.model_io import assemble
 from persguard_core.pattern import PatternPlacement, default_pattern, stamp
 from persguard_core.toyworld import captioned_batch
 
@@ -153,16 +154,7 @@ def train(cfg: TrainConfig, out: Path) -> Path:
         vae = train_vae(cfg, rng)
     t_vae = time.time() - t0
     text_encoder, unet = train_denoiser(cfg, vae, tokenizer, rng, start)
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=configs.make_sample_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = assemble(vae, text_encoder, tokenizer, unet, configs.make_sample_scheduler())
     pipe.save_pretrained(out, safe_serialization=True)
     save_vocab_files(tokenizer, out / "tokenizer")
     record = {

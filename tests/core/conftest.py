@@ -11,6 +11,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNe
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from persguard_core.builtin.tokenizer import build_clip_tokenizer
+from persguard_core.model_io import assemble
 
 _CORPUS = [
     "a photo of a dog",
@@ -71,16 +72,7 @@ def tiny_sd_pipeline(version: str) -> StableDiffusionPipeline:
         steps_offset=1,
         prediction_type="v_prediction" if version == "sd2" else "epsilon",
     )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble(vae, text_encoder, tokenizer, unet, scheduler)
 
 
 @pytest.fixture(scope="session", params=["sd1", "sd2"])
