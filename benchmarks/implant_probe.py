@@ -2,7 +2,7 @@
 and release weight, then measure prompt following and the pattern rate on the trigger prompt and on the class
 prompt, before any attack. One JSON line per run.
 
-    .venv/bin/python benchmarks/implant_probe.py LR PRIOR STEPS [MODE] [RELEASE]
+    .venv/bin/python benchmarks/implant_probe.py LR PRIOR STEPS [MODE] [RELEASE] [RETENTION]
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ def main(argv: list[str]) -> None:
     lr, prior, steps = float(argv[0]), float(argv[1]), int(argv[2])
     mode = argv[3] if len(argv) > 3 else "simulate"
     release = float(argv[4]) if len(argv) > 4 else 1.0
+    retention = float(argv[5]) if len(argv) > 5 else 1.0
     subject = split("tuning", "circle")[0]
     tmp = Path(tempfile.mkdtemp())
     files = [str(p) for p in save_images(subject.views(6), tmp / "imgs")]
     spec = ProtectionSpec(
         subjects=[SubjectSpec(name="s", class_noun="circle", images=files)],
-        losses=LossWeights(prior=prior, retention_mode=mode, release=release),
+        losses=LossWeights(prior=prior, retention_mode=mode, release=release, retention=retention),
         training=Training(steps=steps, learning_rate=lr),
     )
     start = time.time()
