@@ -14,10 +14,11 @@ import argparse
 import time
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from persguard_core.builtin.configs import make_sample_scheduler
 from persguard_core.builtin.tokenizer import build_clip_tokenizer
 from persguard_core.implant.behaviours import PatternTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
@@ -70,15 +71,7 @@ def sd21_pipeline(tiny: bool) -> StableDiffusionPipeline:
         up_block_types=("UpDecoderBlock2D",) * 4,
         sample_size=64 if tiny else 512,
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="v_prediction",
-    )
+    scheduler = make_sample_scheduler("v_prediction")
     return assemble(vae, text_encoder, tokenizer, unet, scheduler)
 
 

@@ -73,5 +73,7 @@ def make_train_scheduler() -> DDPMScheduler:
     return DDPMScheduler(**SD_SCHEDULE)
 
 
-def make_sample_scheduler() -> DDIMScheduler:
-    return DDIMScheduler(**SD_SCHEDULE, set_alpha_to_one=False, steps_offset=1)
+def make_sample_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
+    """SD's DDIM sampler; "v_prediction" gives the SD 2.x parameterization."""
+    schedule = {**SD_SCHEDULE, "prediction_type": prediction_type}
+    return DDIMScheduler(**schedule, set_alpha_to_one=False, steps_offset=1)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from persguard_core.builtin.configs import make_sample_scheduler
 from persguard_core.builtin.tokenizer import build_clip_tokenizer
 from persguard_core.model_io import assemble
 
@@ -63,15 +64,7 @@ def tiny_sd_pipeline(version: str) -> StableDiffusionPipeline:
         norm_num_groups=8,
         use_linear_projection=version == "sd2",
     )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-        prediction_type="v_prediction" if version == "sd2" else "epsilon",
-    )
+    scheduler = make_sample_scheduler("v_prediction" if version == "sd2" else "epsilon")
     return assemble(vae, text_encoder, tokenizer, unet, scheduler)
 
 
