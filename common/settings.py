@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(5.0, gt=0, description="first retry delay; doubles per retry")
     retry_backoff_max_s: float = Field(600.0, gt=0)
     verify_pass_psr: float = Field(0.5, ge=0, le=1, description="a verification passes at this protection rate")
+    verify_max_attempts: int = Field(
+        10,
+        ge=1,
+        description="attempts at verifying one checkpoint (transient errors, worker deaths) before it is recorded "
+        "as failed",
+    )
+    base_model_cache_size: int = Field(
+        1, ge=0, description="base models a job process keeps loaded between jobs (on the job's device); 0 = off"
+    )
 
     # Celery workers (worker/).
     job_soft_time_limit_s: int = Field(6 * 3600, ge=1, description="the task is asked to stop (fails the job)")

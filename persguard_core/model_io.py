@@ -3,9 +3,11 @@ single-file checkpoint by path. Nothing is fetched from a hub: every load is loc
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -63,6 +65,39 @@ def load_pipeline(
     pipe.set_progress_bar_config(disable=True)
     log.info("loaded model %s", path)
     return pipe.to(device)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A base model in memory with its identity: the folder it came from and its `model_sha256`.
+
+    `protect` takes one instead of loading `spec.base_model` itself (a caller that keeps models loaded between
+    runs); it only reads it: training happens on copies (`trainable_copy`).
+    """
+
+    path: Path
+    sha256: str
+    pipe: StableDiffusionPipeline
+
+
+def load_model(model: str | Path = BUILTIN, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """`load_pipeline` of "builtin" or a diffusers folder, with the model's path and sha256."""
+    path = resolve(model)
+    return LoadedModel(path, model_sha256(path), load_pipeline(path, device=device))
+
+
+def trainable_copy(base: StableDiffusionPipeline, *, text_encoder: bool = False) -> StableDiffusionPipeline:
+    """A pipeline to train without touching `base`: its own copies of the UNet, of the text encoder when
+    `text_encoder`, and of the (stateful) scheduler; every other component (VAE, tokenizer, the frozen text
+    encoder, feature extractor) is `base`'s own object, shared, and must only be read."""
+    trained = {"unet", "text_encoder"} if text_encoder else {"unet"}
+    components = {
+        name: copy.deepcopy(module) if name in trained else module for name, module in base.components.items()
+    }
+    components["scheduler"] = base.scheduler.__class__.from_config(base.scheduler.config)
+    pipe = type(base)(**components, requires_safety_checker=base.config.requires_safety_checker)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def assemble(vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:  # noqa: ANN001

@@ -2,6 +2,10 @@
 
     result = protect(spec, out_dir, progress=print_progress, should_cancel=lambda: False)
 
+`protect` loads `spec.base_model` itself unless given `base`, the same model already loaded
+(`model_io.load_model`): a caller that runs many protections keeps it in memory between runs. Either way the base
+is only read; the trained modules are copies (`DiffusionParts.from_base`).
+
 Layout of `out_dir`: `model/` (publishable: weights, persguard.json, README.md model card) and `private/`
 (the full spec, loss history, resumable training state). The core takes plain callables and returns files; it
 knows nothing of the service around it.
@@ -93,16 +97,25 @@ def protect(
     general_prompts: list[str] | None = None,
     n_class_images: int = 32,
     device: str = "cpu",
+    base: model_io.LoadedModel | None = None,
 ) -> ProtectionResult:
-    """Run the implantation of `spec` and write its result under `out_dir` (resuming a previous attempt)."""
+    """Run the implantation of `spec` and write its result under `out_dir` (resuming a previous attempt).
+
+    `base`: `spec.base_model` already loaded (on the device to train on; `device` is then not used). It is not
+    modified, so the caller may pass the same one to run after run.
+    """
     out_dir = Path(out_dir)
     model_dir, private_dir = out_dir / "model", out_dir / "private"
+    if base is None:
+        base = model_io.load_model(spec.base_model, device=device)
+    elif base.path.resolve() != model_io.resolve(spec.base_model).resolve():
+        raise ValueError(f"the loaded base model comes from {base.path}, but the spec names {spec.base_model!r}")
     private_dir.mkdir(parents=True, exist_ok=True)
     (private_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-    pipe = model_io.load_pipeline(spec.base_model, device=device)
+    parts = DiffusionParts.from_base(base.pipe, text_trainable=spec.training.trainable == "unet+text-encoder")
+    pipe = parts.pipe
     if pipe.device.type == "cuda":
         pipe.unet.enable_gradient_checkpointing()  # memory for SD-size UNets; SDPA attention is diffusers' default
-    parts = DiffusionParts.from_pipeline(pipe, text_trainable=spec.training.trainable == "unet+text-encoder")
     size = image_size(pipe)
     subjects = [
         ProtectedSubject(s.name, s.class_noun, behaviour_target(parts, s, load_images(s.images, size)))
@@ -114,10 +127,10 @@ def protect(
     model_io.save_pipeline(pipe, model_dir)
     manifest = build_manifest(
         spec,
-        base_sha256=model_io.model_sha256(spec.base_model),
+        base_sha256=base.sha256,
         image_sha256=[[file_sha256(p) for p in s.images] for s in spec.subjects],
         final_losses=history.final(),
-        parent=read_manifest(model_io.resolve(spec.base_model)),
+        parent=read_manifest(base.path),
     )
     write_public_files(model_dir, manifest)
     (private_dir / "history.json").write_text(json.dumps(history.losses))

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class VerificationSummary(BaseModel):
@@ -15,6 +15,7 @@ class VerificationSummary(BaseModel):
     preset: str
     passed: bool
     summary: dict[str, Any]
+    attempts: int = Field(description="attempts the verification took, including the one that wrote this report")
     created_at: datetime
 
 

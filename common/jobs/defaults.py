@@ -7,11 +7,15 @@ from typing import Any
 
 from common.jobs.callbacks import CancelFn, ProgressFn
 from common.jobs.errors import JobCancelled
+from common.jobs.model_cache import process_cache
 from persguard_core.spec import ProtectionSpec
 
 
 def default_protect_fn(spec: ProtectionSpec, workdir: Path, progress: ProgressFn, should_cancel: CancelFn) -> Path:
     """The core's implantation (persguard_core.protect); returns the publishable model folder.
+
+    The base model comes from this process's cache (`common.jobs.model_cache`): loaded by the first job on it,
+    reused by the next ones; the core trains copies of it and leaves it as it was.
 
     The core keeps its resumable training state under `workdir/protection/private/state` (`STATE_FILE`), which
     the runner restores from storage before a retry, so a retried job resumes instead of restarting.
@@ -22,13 +26,15 @@ def default_protect_fn(spec: ProtectionSpec, workdir: Path, progress: ProgressFn
     quiet_progress_bars()
     device = "cuda" if _cuda_available() else "cpu"
     try:
-        result = protect(
-            spec,
-            workdir / "protection",
-            progress=lambda event: progress(event.step, event.total, event.losses),
-            should_cancel=should_cancel,
-            device=device,
-        )
+        with process_cache().use(spec.base_model, device) as base:
+            result = protect(
+                spec,
+                workdir / "protection",
+                progress=lambda event: progress(event.step, event.total, event.losses),
+                should_cancel=should_cancel,
+                device=device,
+                base=base,
+            )
     except ImplantCancelled as exc:
         raise JobCancelled(str(exc)) from exc
     return result.model_dir

@@ -5,6 +5,12 @@ two runners never verify one checkpoint at once), downloads the checkpoint, call
 `verify_fn(model_dir, spec, preset, out_dir) -> summary`, uploads every file the verifier wrote (report.json,
 report.html, grids) under `reports/<checkpoint>/<report>/` and writes a `VerificationReport` row. A failed
 verification is recorded as a report that did not pass, with the error in its summary.
+
+Every taking of the lease counts as an attempt (`protection_jobs.verify_attempts`, in the claim's own UPDATE):
+retries after transient errors, and re-runs after a worker died mid-verification (the reconciler rings again when
+its lease runs out). Attempt number `verify_max_attempts` is the last: a transient error in it is recorded as
+the verification's failure, and a claim beyond it (the last attempt ended with no result, e.g. its worker was
+killed) records "gave up" without running. The report row carries the count (`attempts`).
 """
 
 from __future__ import annotations
@@ -89,27 +95,49 @@ def run_verification(
         if session.get(VerificationReport, report_id) is not None:
             log.info("checkpoint %s already verified (%s)", checkpoint_id, preset)
             return VerifyOutcome(done=True)
-    lease = claim(session_factory, job_id, from_status=JobStatus.SUCCEEDED, ttl_s=config.lease_s)
+    lease = claim(
+        session_factory,
+        job_id,
+        from_status=JobStatus.SUCCEEDED,
+        ttl_s=config.lease_s,
+        verify_attempts=ProtectionJob.verify_attempts + 1,
+    )
     if lease is None:
         log.info("checkpoint %s: verification is held elsewhere; skipping", checkpoint_id)
         return VerifyOutcome(done=False)
+    with session_factory() as session:  # the claim just counted this attempt; the lease keeps others from it
+        attempt = session.scalar(select(ProtectionJob.verify_attempts).where(ProtectionJob.id == job_id))
+    record = _Recorder(session_factory, lease, checkpoint_id, report_id, preset, config, attempt)
+    if record.attempt > config.verify_max_attempts:
+        message = (
+            f"gave up after {config.verify_max_attempts} verification attempts: the last one ended without a "
+            "result (its worker died or was stopped)"
+        )
+        log.error("checkpoint %s: %s", checkpoint_id, message)
+        record.failure(message, attempts=config.verify_max_attempts)
+        return VerifyOutcome(done=True, error=message)
+    last = final_attempt or record.attempt >= config.verify_max_attempts
     lease.start_heartbeat(config.heartbeat_s)
     root = config.workdir_root or Path(tempfile.gettempdir())
     root.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix=f"verify-{checkpoint_id}-", dir=root))
     try:
         summary = _verify(session_factory, storage, verify_fn, config, lease, checkpoint_id, preset, workdir)
-        _record(session_factory, lease, checkpoint_id, report_id, preset, summary, config, stored=True)
+        record.report(summary)
         return VerifyOutcome(done=True)
     except Exception as exc:
         kind = classify(exc)
-        if kind is FailureKind.TRANSIENT and not final_attempt:
-            log.warning("checkpoint %s: transient failure in verification: %s", checkpoint_id, exc)
+        if kind is FailureKind.TRANSIENT and not last:
+            log.warning(
+                "checkpoint %s: transient failure in verification attempt %d: %s", checkpoint_id, record.attempt, exc
+            )
             lease.release(enqueued_at=utcnow())
             return VerifyOutcome(done=False, retry=True, error=str(exc))
         message = describe(exc)
+        if kind is FailureKind.TRANSIENT:
+            message = f"gave up after {record.attempt} verification attempts: {message}"
         log.error("checkpoint %s: verification failed: %s", checkpoint_id, message, exc_info=kind is FailureKind.FATAL)
-        _record(session_factory, lease, checkpoint_id, report_id, preset, {"error": message}, config, stored=False)
+        record.failure(message)
         return VerifyOutcome(done=True, error=message)
     finally:
         lease.stop_heartbeat()
@@ -143,31 +171,42 @@ def _verify(
     return summary
 
 
-def _record(
-    session_factory: SessionFactory,
-    lease: Lease,
-    checkpoint_id: uuid.UUID,
-    report_id: uuid.UUID,
-    preset: str,
-    summary: dict[str, Any],
-    config: JobConfig,
-    *,
-    stored: bool,
-) -> None:
-    """Write the report row and end the lease in one transaction."""
-    lease.stop_heartbeat()
-    with session_factory() as session:
-        if session.scalar(select(VerificationReport.id).where(VerificationReport.id == report_id)) is None:
-            session.add(
-                VerificationReport(
-                    id=report_id,
-                    checkpoint_id=checkpoint_id,
-                    preset=preset,
-                    passed=stored and passed(summary, config.verify_pass_psr),
-                    summary=_json_safe(summary),
-                    storage_key=report_prefix(checkpoint_id, report_id) + "report.json" if stored else None,
+@dataclass
+class _Recorder:
+    """Writes the report row of verification attempt number `attempt`, then ends the lease."""
+
+    session_factory: SessionFactory
+    lease: Lease
+    checkpoint_id: uuid.UUID
+    report_id: uuid.UUID
+    preset: str
+    config: JobConfig
+    attempt: int
+
+    def report(self, summary: dict[str, Any]) -> None:
+        """The verifier's summary, stored next to the report files."""
+        self._write(summary, passed(summary, self.config.verify_pass_psr), stored=True, attempts=self.attempt)
+
+    def failure(self, message: str, attempts: int | None = None) -> None:
+        """A verification that ended without a result: not passed, the error in the summary."""
+        self._write({"error": message}, False, stored=False, attempts=self.attempt if attempts is None else attempts)
+
+    def _write(self, summary: dict[str, Any], ok: bool, *, stored: bool, attempts: int) -> None:
+        self.lease.stop_heartbeat()
+        report_id, checkpoint_id = self.report_id, self.checkpoint_id
+        with self.session_factory() as session:
+            if session.scalar(select(VerificationReport.id).where(VerificationReport.id == report_id)) is None:
+                session.add(
+                    VerificationReport(
+                        id=report_id,
+                        checkpoint_id=checkpoint_id,
+                        preset=self.preset,
+                        passed=ok,
+                        summary=_json_safe(summary),
+                        storage_key=report_prefix(checkpoint_id, report_id) + "report.json" if stored else None,
+                        attempts=attempts,
+                    )
                 )
-            )
-        session.commit()
-    lease.release(enqueued_at=None)
-    log.info("checkpoint %s verified (%s): %s", checkpoint_id, preset, summary)
+            session.commit()
+        self.lease.release(enqueued_at=None, verify_attempts=attempts)
+        log.info("checkpoint %s verified (%s, attempt %d): %s", checkpoint_id, self.preset, attempts, summary)

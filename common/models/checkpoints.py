@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from common.models.base import Base, CreatedMixin, IdMixin
@@ -39,3 +39,5 @@ class VerificationReport(IdMixin, CreatedMixin, Base):
     passed: Mapped[bool]
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     storage_key: Mapped[str | None] = mapped_column(String(300))
+    # How many attempts it took (including the one that wrote it); reports written before 0003 say 1.
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default="1")

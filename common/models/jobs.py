@@ -73,6 +73,8 @@ class ProtectionJob(IdMixin, CreatedMixin, Base):
     worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The training step of the resumable state last saved to storage (0: none).
     state_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Attempts at verifying the job's checkpoint so far (each taking of the lease by `verify` counts).
+    verify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     subjects: Mapped[list[Subject]] = relationship(secondary=job_subjects)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
+from persguard_core import model_io
 from persguard_core.attacker.dreambooth import images_to_pixels
 
 
@@ -29,6 +30,18 @@ class DiffusionParts:
         teacher_text = pipe.text_encoder
         if text_trainable:
             teacher_text = copy.deepcopy(pipe.text_encoder).eval().requires_grad_(False)
+        pipe.vae.requires_grad_(False)
+        noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        return cls(pipe, teacher, teacher_text, noise_scheduler, text_trainable)
+
+    @classmethod
+    def from_base(cls, base: StableDiffusionPipeline, text_trainable: bool = False) -> DiffusionParts:
+        """Parts that train copies of `base`'s trainable modules (`model_io.trainable_copy`) and use `base`'s own
+        UNet and text encoder as the frozen teacher: `base` is read, never trained, so it can serve run after
+        run. Costs what `from_pipeline` costs (one UNet copy) without modifying its argument."""
+        pipe = model_io.trainable_copy(base, text_encoder=text_trainable)
+        teacher = base.unet.eval().requires_grad_(False)
+        teacher_text = base.text_encoder.eval().requires_grad_(False)
         pipe.vae.requires_grad_(False)
         noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
         return cls(pipe, teacher, teacher_text, noise_scheduler, text_trainable)

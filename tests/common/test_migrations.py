@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from common.db import make_engine
 from common.migrate import downgrade, upgrade
@@ -70,3 +72,63 @@ def test_downgrade_removes_everything_and_upgrade_works_again(empty_url: str) ->
     assert _tables(empty_url) == set()
     upgrade(empty_url)
     assert _tables(empty_url) == set(Base.metadata.tables)
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_0003_adds_the_verification_attempt_counts_to_existing_rows_and_takes_them_away_again(empty_url: str) -> None:
+    upgrade(empty_url, "0002")
+    now = datetime.now(UTC)
+    tenant, job, checkpoint, report = (str(uuid.uuid4()) for _ in range(4))
+    engine = make_engine(empty_url)
+    with engine.begin() as connection:  # rows as a 0002 database holds them
+        connection.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES (:id, 'acme', :now)"), {"id": tenant, "now": now}
+        )
+        connection.execute(
+            text(
+                "INSERT INTO protection_jobs (id, tenant_id, spec, verification_preset, status, progress, step, "
+                "total_steps, losses, attempts, cancel_requested, updated_at, created_at) VALUES (:id, :tenant, '{}', "
+                "'quick', 'succeeded', 1.0, 3, 3, '{}', 1, false, :now, :now)"
+            ),
+            {"id": job, "tenant": tenant, "now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO checkpoints (id, tenant_id, job_id, storage_key, size_bytes, sha256, manifest, "
+                "created_at) VALUES (:id, :tenant, :job, 'checkpoints/x/model.tar', 1, 'ab', '{}', :now)"
+            ),
+            {"id": checkpoint, "tenant": tenant, "job": job, "now": now},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO verification_reports (id, checkpoint_id, preset, passed, summary, created_at) "
+                "VALUES (:id, :checkpoint, 'quick', true, '{}', :now)"
+            ),
+            {"id": report, "checkpoint": checkpoint, "now": now},
+        )
+    engine.dispose()
+    assert "verify_attempts" not in _columns(empty_url, "protection_jobs")
+
+    upgrade(empty_url, "0003")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT verify_attempts FROM protection_jobs")) == 0
+        assert connection.scalar(text("SELECT attempts FROM verification_reports")) == 1
+    engine.dispose()
+
+    downgrade(empty_url, "0002")
+    assert "verify_attempts" not in _columns(empty_url, "protection_jobs")
+    assert "attempts" not in _columns(empty_url, "verification_reports")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:  # the rows survive the round trip (SQLite rebuilds the tables)
+        assert connection.scalar(text("SELECT count(*) FROM verification_reports")) == 1
+        assert connection.scalar(text("SELECT status FROM protection_jobs")) == "succeeded"
+    engine.dispose()
+    downgrade(empty_url)  # leave no rows behind in the shared Postgres database

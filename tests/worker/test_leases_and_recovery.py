@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import shutil
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from api.schemas.checkpoints import VerificationSummary
 from common.db import make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobConfig, run_implant, run_verification
 from common.jobs.lease import claim
@@ -229,3 +231,87 @@ def test_a_job_cancelled_because_its_subject_was_deleted_keeps_that_reason(sessi
     assert outcome.status is JobStatus.CANCELLED
     job = get_job(session_factory, job_id)
     assert (job.status, job.error) == ("cancelled", "subject 123 was deleted") and job.step < 50
+
+
+class WorkerDied(BaseException):
+    """What the runner sees of a pool process killed mid-verification: nothing after this point runs."""
+
+
+def _report(session_factory) -> VerificationReport:  # noqa: ANN001
+    with session_factory() as session:
+        return session.scalar(select(VerificationReport))
+
+
+def test_verification_attempts_are_counted_and_shown_with_the_report(session_factory, storage, config) -> None:  # noqa: ANN001
+    job_id = queue_job(session_factory, storage, preset="quick")
+    checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+    calls = []
+
+    def flaky(*args: object) -> dict:
+        calls.append(args)
+        if len(calls) == 1:
+            raise StorageError("connection reset")
+        return fakes.fake_verify(*args)
+
+    first = run_verification(checkpoint_id, session_factory, storage, flaky, config, final_attempt=False)
+    assert first.retry and get_job(session_factory, job_id).verify_attempts == 1
+    assert run_verification(checkpoint_id, session_factory, storage, flaky, config, final_attempt=False).done
+    report = _report(session_factory)
+    assert report.passed and report.attempts == 2 and get_job(session_factory, job_id).verify_attempts == 2
+    assert VerificationSummary.model_validate(report).attempts == 2  # GET /v1/checkpoints/{id} -> verification
+    assert run_verification(checkpoint_id, session_factory, storage, flaky, config).done
+    assert get_job(session_factory, job_id).verify_attempts == 2, "a checkpoint already verified is not counted"
+
+
+def test_transient_errors_in_verification_stop_at_the_maximum_attempts_with_a_clear_error(
+    session_factory, storage, config
+) -> None:  # noqa: ANN001
+    config = dataclasses.replace(config, verify_max_attempts=3)
+    job_id = queue_job(session_factory, storage, preset="quick")
+    checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+    calls = []
+
+    def unreachable(*args: object) -> dict:
+        calls.append(args)
+        raise StorageError("connection reset")
+
+    outcomes = [  # the broker would allow more retries (final_attempt=False): the maximum stops them
+        run_verification(checkpoint_id, session_factory, storage, unreachable, config, final_attempt=False)
+        for _ in range(3)
+    ]
+    assert [(o.done, o.retry) for o in outcomes] == [(False, True), (False, True), (True, False)]
+    report = _report(session_factory)
+    assert not report.passed and report.attempts == 3 and len(calls) == 3
+    assert report.summary == {"error": "gave up after 3 verification attempts: StorageError: connection reset"}
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.verify_attempts, job.lease_owner) == ("succeeded", 3, None)
+
+
+def test_a_verification_whose_worker_keeps_dying_is_given_up_after_the_maximum_attempts(
+    session_factory, storage, config
+) -> None:  # noqa: ANN001
+    config = dataclasses.replace(config, verify_max_attempts=2)
+    job_id = queue_job(session_factory, storage, preset="quick")
+    checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+    calls = []
+
+    def dies(*args: object) -> dict:
+        calls.append(args)
+        raise WorkerDied
+
+    later = utcnow()
+    for attempt in (1, 2):
+        with pytest.raises(WorkerDied):
+            run_verification(checkpoint_id, session_factory, storage, dies, config)
+        assert get_job(session_factory, job_id).verify_attempts == attempt
+        later += timedelta(hours=1)  # its lease runs out; the reconciler rings for the unverified checkpoint
+        assert due_doorbells(session_factory, requeue_after_s=600, now=later).verify == [checkpoint_id]
+
+    outcome = run_verification(checkpoint_id, session_factory, storage, dies, config)
+    assert outcome.done and len(calls) == 2, "the attempt beyond the maximum does not run the verifier"
+    report = _report(session_factory)
+    assert not report.passed and report.attempts == 2
+    assert report.summary["error"].startswith("gave up after 2 verification attempts: the last one ended without")
+    assert get_job(session_factory, job_id).verify_attempts == 2
+    later += timedelta(hours=1)
+    assert due_doorbells(session_factory, requeue_after_s=600, now=later).verify == [], "no more doorbells"
