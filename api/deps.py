@@ -10,8 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ProblemError
+from common.db import SessionFactory
 from common.jobs import JobRunner
 from common.keys import authenticate
 from common.models import Role
@@ -31,6 +33,11 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
+async def get_session_factory(request: Request) -> SessionFactory:
+    """For handlers that open their session inside the worker thread they hop to (see api/routes/jobs.py)."""
+    return request.app.state.session_factory
+
+
 async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -44,6 +51,7 @@ async def get_runner(request: Request) -> JobRunner:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
@@ -62,29 +70,38 @@ class Principal:
         return self.role is Role.ADMIN
 
 
-def get_principal(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _lookup_principal(session_factory: SessionFactory, key: str) -> Principal:
+    """The key's principal from the database (this also refreshes its last-used time); 401 if unknown or revoked."""
+    with session_factory() as session:
+        row = authenticate(session, key)
+        if row is None:
+            raise ProblemError(
+                401,
+                "the API key is unknown or revoked; ask an admin for a new one",
+                kind="unauthenticated",
+                headers=CHALLENGE,
+            )
+        return Principal(key_id=row.id, tenant_id=row.tenant_id, role=Role(row.role))
+
+
+async def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
-    """The caller's key, from the auth cache or the database; 401 if missing, unknown or revoked."""
-    challenge = {"WWW-Authenticate": "Bearer"}
+    """The caller's key, from the auth cache or the database; 401 if missing, unknown or revoked.
+
+    `async`, so that a cache hit costs no hop to a worker thread; only a miss queries the database, in one, with
+    its own session (so a handler that needs no session gets none)."""
     if credentials is None:
         raise ProblemError(
-            401, "send an API key as `Authorization: Bearer <key>`", kind="unauthenticated", headers=challenge
+            401, "send an API key as `Authorization: Bearer <key>`", kind="unauthenticated", headers=CHALLENGE
         )
     cache = request.app.state.auth_cache
     if (cached := cache.get(credentials.credentials)) is not None:
         return cached
-    row = authenticate(session, credentials.credentials)
-    if row is None:
-        raise ProblemError(
-            401,
-            "the API key is unknown or revoked; ask an admin for a new one",
-            kind="unauthenticated",
-            headers=challenge,
-        )
-    principal = Principal(key_id=row.id, tenant_id=row.tenant_id, role=Role(row.role))
+    principal = await run_in_threadpool(_lookup_principal, request.app.state.session_factory, credentials.credentials)
     cache.put(credentials.credentials, principal)
     return principal
 

@@ -6,13 +6,15 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import AdminOnly, RightsHolderOrAdmin, RunnerDep, SessionDep
+from api.deps import AdminOnly, Principal, RightsHolderOrAdmin, RunnerDep, SessionDep, SessionFactoryDep
 from api.errors import problem_responses
 from api.pagination import PageDep, paginate
 from api.schemas.common import Page
 from api.schemas.jobs import JobOut
 from api.services import jobs as service
+from common.db import SessionFactory
 from common.models import JobStatus, ProtectionJob
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 422))
@@ -33,10 +35,17 @@ def list_jobs(
     return paginate(session, stmt, page, service.job_out)
 
 
+def _job_status(session_factory: SessionFactory, principal: Principal, job_id: uuid.UUID) -> JobOut:
+    with session_factory() as session:
+        return service.visible_job_out(session, principal, job_id)
+
+
 @router.get("/{job_id}", response_model=JobOut, responses=problem_responses(404))
-def get_job(job_id: uuid.UUID, session: SessionDep, principal: RightsHolderOrAdmin) -> JobOut:
+async def get_job(job_id: uuid.UUID, session_factory: SessionFactoryDep, principal: RightsHolderOrAdmin) -> JobOut:
     """Status, progress, latest losses, error and links of one job."""
-    return service.job_out(service.get_visible_job(session, principal, job_id))
+    # The hottest endpoint: async, with one hop to a worker thread that opens, uses and closes its session. A sync
+    # endpoint would cost a second hop (FastAPI validates a sync endpoint's return value in the threadpool too).
+    return await run_in_threadpool(_job_status, session_factory, principal, job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, responses=problem_responses(404, 409))

@@ -5,17 +5,31 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import RightsHolderOrAdmin, RunnerDep, SessionDep
+from api.deps import Principal, RightsHolderOrAdmin, RunnerDep, SessionDep
 from api.errors import problem_responses
 from api.schemas.jobs import JobOut, ProtectionCreate
 from api.services import jobs as service
+from common.jobs import JobRunner
 
 router = APIRouter(prefix="/v1/protections", tags=["protections"], responses=problem_responses(401, 403, 409, 422))
 
 
+def _protect(
+    session: Session, runner: JobRunner, principal: Principal, body: ProtectionCreate, idempotency_key: str | None
+) -> JobOut:
+    """Write the job (or find the replayed one) and ring the doorbell for a new one: the blocking part."""
+    job, created = service.create_job(session, principal, body, idempotency_key)
+    if not created:
+        return service.job_out(job)
+    runner.submit(job.id)
+    return service.new_job_out(job)
+
+
 @router.post("", status_code=202, response_model=JobOut)
-def create_protection(
+async def create_protection(
     body: ProtectionCreate,
     session: SessionDep,
     runner: RunnerDep,
@@ -27,8 +41,7 @@ def create_protection(
     ] = None,
 ) -> JobOut:
     """Queue a protection job; with an Idempotency-Key, a replay returns the first job instead of a new one."""
-    job, created = service.create_job(session, principal, body, idempotency_key)
-    if created:
-        runner.submit(job.id)
+    # async with one explicit hop to a thread (see get_job in api/routes/jobs.py)
+    job = await run_in_threadpool(_protect, session, runner, principal, body, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return service.job_out(job)
+    return job

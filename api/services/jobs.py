@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from pydantic import ValidationError
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -125,7 +128,7 @@ def create_job(
     job = ProtectionJob(
         tenant_id=subjects[0].tenant_id,
         created_by_key_id=principal.key_id,
-        base_model_id=base.id,
+        base_model=base,
         spec=spec.model_dump(mode="json"),
         verification_preset=body.verification,
         status=JobStatus.QUEUED,
@@ -180,11 +183,54 @@ def filter_jobs(
     return stmt
 
 
+def _not_found(job_id: uuid.UUID) -> ProblemError:
+    return ProblemError(404, f"no job {job_id}; list yours with GET /v1/jobs", kind="not-found")
+
+
 def get_visible_job(session: Session, principal: Principal, job_id: uuid.UUID) -> ProtectionJob:
     job = session.scalar(visible_jobs(principal).where(ProtectionJob.id == job_id))
     if job is None:
-        raise ProblemError(404, f"no job {job_id}; list yours with GET /v1/jobs", kind="not-found")
+        raise _not_found(job_id)
     return job
+
+
+# The status read (GET /v1/jobs/{id}, the hottest endpoint) as one Core query on tables, built once: the job's
+# columns, its base model's name, its checkpoint's id and one row per subject id. Building the statement per request
+# and loading ORM objects with their relationships cost several times more CPU than the query itself.
+_JOBS = ProtectionJob.__table__
+_MODELS = BaseModelEntry.__table__
+_CHECKPOINTS = Checkpoint.__table__
+_JOB_STATUS_ANY_TENANT = (
+    select(
+        _JOBS,
+        _MODELS.c.name.label("base_model_name"),
+        _CHECKPOINTS.c.id.label("checkpoint_id"),
+        job_subjects.c.subject_id,
+    )
+    .outerjoin(_MODELS, _MODELS.c.id == _JOBS.c.base_model_id)
+    .outerjoin(_CHECKPOINTS, _CHECKPOINTS.c.job_id == _JOBS.c.id)
+    .outerjoin(job_subjects, job_subjects.c.job_id == _JOBS.c.id)
+    .where(_JOBS.c.id == bindparam("job_id"))
+)
+_JOB_STATUS_OWN_TENANT = _JOB_STATUS_ANY_TENANT.where(_JOBS.c.tenant_id == bindparam("tenant_id"))
+
+
+def visible_job_out(session: Session, principal: Principal, job_id: uuid.UUID) -> JobOut:
+    """`job_out(get_visible_job(...))` without loading ORM objects; 404 for an unknown or foreign job."""
+    connection = session.connection()  # a Core statement needs none of the ORM's execution machinery
+    if principal.is_admin:
+        rows = connection.execute(_JOB_STATUS_ANY_TENANT, {"job_id": job_id}).all()
+    else:
+        rows = connection.execute(_JOB_STATUS_OWN_TENANT, {"job_id": job_id, "tenant_id": principal.tenant_id}).all()
+    if not rows:
+        raise _not_found(job_id)
+    return _job_out_from_rows(rows)
+
+
+def _job_out_from_rows(rows: Sequence[Row[Any]]) -> JobOut:
+    first = rows[0]
+    subject_ids = [row.subject_id for row in rows if row.subject_id is not None]
+    return _build_job_out(first, subject_ids, first.checkpoint_id, first.base_model_name)
 
 
 def cancel_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
@@ -221,6 +267,39 @@ def job_out(job: ProtectionJob) -> JobOut:
     """The response shape of a job, with links."""
     checkpoint_id = job.checkpoint.id if job.checkpoint else None
     base_name = job.base_model.name if job.base_model else None
+    return _build_job_out(job, [s.id for s in job.subjects], checkpoint_id, base_name)
+
+
+def new_job_out(job: ProtectionJob) -> JobOut:
+    """`job_out` of a job `create_job` just made: it has no checkpoint yet, so no query asks."""
+    base_name = job.base_model.name if job.base_model else None
+    return _build_job_out(job, [s.id for s in job.subjects], None, base_name)
+
+
+class JobFields(Protocol):
+    """The job columns a response shows: a ProtectionJob, or a row of the status query."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    status: str
+    progress: float
+    step: int
+    total_steps: int
+    losses: dict[str, float] | None
+    error: str | None
+    attempts: int
+    cancel_requested: bool
+    verification_preset: str
+    spec: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+def _build_job_out(
+    job: JobFields, subject_ids: list[uuid.UUID], checkpoint_id: uuid.UUID | None, base_name: str | None
+) -> JobOut:
     return JobOut(
         id=job.id,
         tenant_id=job.tenant_id,
@@ -234,7 +313,7 @@ def job_out(job: ProtectionJob) -> JobOut:
         cancel_requested=job.cancel_requested,
         base_model=base_name or job.spec.get("base_model", ""),
         verification=job.verification_preset,
-        subject_ids=[s.id for s in job.subjects],  # type: ignore[arg-type]
+        subject_ids=subject_ids,
         checkpoint_id=checkpoint_id,
         spec=job.spec,
         created_at=job.created_at,
