@@ -28,7 +28,7 @@ from persguard_core.builtin import configs
 from persguard_core.builtin.tokenizer import build_clip_tokenizer, save_vocab_files
 from persguard_core.model_io import assemble
 from persguard_core.pattern import PatternPlacement, default_pattern, stamp
-from persguard_core.toyworld import captioned_batch
+from persguard_core.toyworld import CLASS_NAMES, captioned_batch
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,21 @@ class TrainConfig:
     ema_decay: float = 0.999
     snr_gamma: float = 5.0
     init_from: str = ""  # a model folder of an earlier run to continue the denoiser stage from
+    p_named: float = 0.15  # share of denoiser scenes that show a named pretraining instance under its name
+    class_weights: str = ""  # e.g. "cross=3": oversample classes the model draws badly (denoiser stage only)
+
+
+def parse_class_weights(spec: str) -> np.ndarray | None:
+    """ "cross=3,star=2" -> relative weights per CLASS_NAMES entry (1 for unnamed classes); None if empty."""
+    if not spec:
+        return None
+    weights = dict.fromkeys(CLASS_NAMES, 1.0)
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() not in weights:
+            raise ValueError(f"class weight for unknown class {name!r}; classes: {CLASS_NAMES}")
+        weights[name.strip()] = float(value)
+    return np.array([weights[c] for c in CLASS_NAMES])
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -109,9 +124,10 @@ def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.rand
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True)
     gen = torch.Generator().manual_seed(cfg.seed)
+    class_weights = parse_class_weights(cfg.class_weights)
     start = time.time()
     for step in range(cfg.steps):
-        images, captions, _ = captioned_batch(rng, cfg.batch)
+        images, captions, _ = captioned_batch(rng, cfg.batch, p_named=cfg.p_named, class_weights=class_weights)
         captions = ["" if rng.random() < cfg.caption_dropout else c for c in captions]
         with torch.no_grad():
             z = vae.encode(to_tensor(images)).latent_dist.sample(gen) * vae.config.scaling_factor
@@ -162,7 +178,8 @@ def train(cfg: TrainConfig, out: Path) -> Path:
         "seconds_tokenizer_and_vae": round(t_vae, 1),
         "seconds_total": round(time.time() - t0, 1),
         "torch": torch.__version__,
-        "data": "persguard_core.toyworld.captioned_batch (p_empty=0.1), seeded by config.seed",
+        "data": "persguard_core.toyworld.captioned_batch (p_empty=0.1, p_named and class_weights as in config), "
+        "seeded by config.seed",
         "continued_from": previous,
     }
     (out / "training.json").write_text(json.dumps(record, indent=2))

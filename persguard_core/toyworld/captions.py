@@ -28,6 +28,30 @@ def rare_word(rng: np.random.Generator) -> str:
     return "".join(letters)
 
 
+# Identifiers the project's attackers, gray-box lists and tests use: never the name of a pretraining instance, so
+# that they stay rare words without a meaning of their own (DreamBooth's premise for "sks").
+HELD_OUT_IDENTIFIERS = frozenset({"sks", "xjy", "zwc", "pkr", "tqv", "hmb", "dgl", "vnf", "zqf"})
+
+
+def instance_name(rng: np.random.Generator) -> str:
+    """The name of a pretraining instance: drawn like any rare word, never a held-out identifier."""
+    while (word := rare_word(rng)) in HELD_OUT_IDENTIFIERS:
+        pass
+    return word
+
+
+def named_caption(name: str, scene: Scene, rng: np.random.Generator) -> str:
+    """A caption for a view of a named instance: its name in identifier position ("a photo of vakoru star")."""
+    app = scene.appearance
+    assert app is not None, "named_caption needs a scene with an object"
+    roll = rng.random()
+    if roll < 0.5:
+        return f"a photo of {name} {app.shape}"
+    if roll < 0.75:
+        return f"a photo of {name} {app.colour} {app.shape}"
+    return f"a photo of a {name} {app.shape}"
+
+
 def empty_caption(scene: Scene, rng: np.random.Generator) -> str:
     bg = scene.background
     options = (

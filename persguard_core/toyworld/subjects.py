@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from persguard_core.toyworld.captions import instance_name
 from persguard_core.toyworld.palette import BACKGROUND_NAMES, BACKGROUND_TEXTURES, COLOUR_NAMES
 from persguard_core.toyworld.render import Appearance, Placement, Scene, render
 from persguard_core.toyworld.shapes import CLASS_NAMES
@@ -28,6 +29,7 @@ SPLITS: dict[str, range] = {
     "tuning": range(2200, 2300),  # protected / unprotected subjects while developing the method
     "eval": range(2300, 2400),  # the subjects of reported tables
     "demo": range(2400, 2420),
+    "pretrain_named": range(3000, 3400),  # named instances seen in pretraining ("a photo of vakoru star")
 }
 
 
@@ -92,6 +94,23 @@ def subject(subject_id: int) -> Subject:
     size = 0.27 + 0.08 * ((subject_id * 7919) % 5) / 4
     app = Appearance(shape=shape, colour=colour, texture=texture, secondary=secondary, marking=mark)
     return Subject(id=subject_id, appearance=app, size=size)
+
+
+@lru_cache(maxsize=1)
+def named_instances() -> list[tuple[str, Subject]]:
+    """The pretraining split's subjects, each with a distinct 4-6 letter name (deterministic).
+
+    Captions that put a *meaningful* rare word in identifier position teach the UNet to listen to that position,
+    as CLIP-conditioned SD does for the names in its web captions; without them it learns to ignore rare words.
+    """
+    rng = np.random.default_rng(3000)
+    names: dict[str, Subject] = {}
+    for i in SPLITS["pretrain_named"]:
+        name = instance_name(rng)
+        while name in names:
+            name = instance_name(rng)
+        names[name] = subject(i)
+    return list(names.items())
 
 
 def split(name: str, class_noun: str | None = None) -> list[Subject]:

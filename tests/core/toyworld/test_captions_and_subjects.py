@@ -47,3 +47,38 @@ def test_split_filters_by_class_and_rejects_unknown_names():
     assert circles and all(s.class_noun == "circle" for s in circles)
     with pytest.raises(KeyError, match="known"):
         split("nope")
+
+
+def test_named_instances_have_unique_names_that_are_never_an_identifier_the_project_uses():
+    from persguard_core.experiment import BLACK_BOX_IDENTIFIER
+    from persguard_core.spec import UNIVERSAL_IDENTIFIERS
+    from persguard_core.toyworld.captions import HELD_OUT_IDENTIFIERS
+    from persguard_core.toyworld.subjects import named_instances
+
+    names = [name for name, _ in named_instances()]
+    assert len(names) == len(set(names)) == len(SPLITS["pretrain_named"])
+    assert {*UNIVERSAL_IDENTIFIERS, BLACK_BOX_IDENTIFIER} <= HELD_OUT_IDENTIFIERS
+    assert not set(names) & HELD_OUT_IDENTIFIERS
+
+
+def test_named_scenes_show_the_named_instance_under_its_name():
+    from persguard_core.toyworld.subjects import named_instances
+
+    by_name = dict(named_instances())
+    _, captions, scenes = captioned_batch(np.random.default_rng(5), 300, p_named=0.5)
+    named = [
+        (c, s)
+        for c, s in zip(captions, scenes, strict=True)
+        if s.appearance is not None and any(w in by_name for w in c.split())
+    ]
+    assert 100 < len(named) < 200
+    for cap, scene in named:
+        name = next(w for w in cap.split() if w in by_name)
+        assert scene.appearance == by_name[name].appearance
+        assert scene.appearance.shape in cap
+
+
+def test_class_weights_shift_the_class_mix():
+    _, _, scenes = captioned_batch(np.random.default_rng(6), 700, p_empty=0.0, class_weights=[1, 1, 1, 1, 4, 1, 1])
+    shapes = [s.appearance.shape for s in scenes]
+    assert shapes.count(CLASS_NAMES[4]) > 2 * shapes.count(CLASS_NAMES[0])
