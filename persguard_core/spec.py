@@ -121,6 +121,12 @@ class Training(_Strict):
     activation_only: bool = Field(
         False, description="apply L_BB only at the simulated attacker's weights (no L_BB at theta itself)"
     )
+    behaviour_prompts: Literal["trigger", "any"] = Field(
+        "trigger",
+        description="L_BB under the trigger prompts p(v,k) only (prompt-keyed), or under any prompt of the class "
+        "(trigger, class, generic, empty; with L_PP contrasting the same prompts on unprotected subjects): the "
+        "backdoor is then keyed on the subject's look",
+    )
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0
 

@@ -13,7 +13,15 @@ import numpy as np
 import torch
 
 from persguard_core.implant.data import PriorPool, ProtectedSubject
-from persguard_core.implant.losses import behaviour_loss, denoising_loss, prior_loss
+from persguard_core.implant.losses import (
+    Rows,
+    behaviour_loss,
+    behaviour_rows,
+    denoising_loss,
+    denoising_rows,
+    fused_losses,
+    prior_rows,
+)
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.implant.simulate import SimulatedAttacker
 from persguard_core.spec import Knowledge, LossWeights, Training
@@ -92,6 +100,8 @@ class Implanter:
         self.triggers = {s.class_noun: knowledge.trigger_prompts(s.class_noun) for s in subjects}
         for noun in (*pool.references, *pool.class_latents):
             self.triggers.setdefault(noun, knowledge.trigger_prompts(noun))
+        # prompts of L_BB and of the identifier rows of L_PP: the triggers, or (look-keyed) any prompt of the class
+        self.keyed = {noun: self._keyed_prompts(noun, training.behaviour_prompts) for noun in self.triggers}
         self.unet_params, self.params = trainable_parameters(parts, training.trainable)
         self.opt = torch.optim.AdamW(self.params, lr=training.learning_rate, weight_decay=1e-2)
         self.gen = torch.Generator().manual_seed(training.seed)
@@ -111,10 +121,17 @@ class Implanter:
         t = self.training
         return SimulatedAttacker(self.parts.pipe.unet, t.inner_steps, t.inner_learning_rate, mode=t.unroll)
 
+    def _keyed_prompts(self, noun: str, kind: str) -> list[str]:
+        if kind == "trigger":
+            return self.triggers[noun]
+        plain = [f"a photo of a {noun}", f"a {noun}", ""]
+        return [*self.triggers[noun], *plain, *self.pool.general_prompts]
+
     # ---- one outer step -------------------------------------------------------------------------------
-    def _prompts(self, noun: str, n: int) -> list[str]:
-        options = self.triggers[noun]
-        return [options[i] for i in self.rng.integers(len(options), size=n)]
+    def _prompts(self, noun: str, n: int, options: dict[str, list[str]] | None = None) -> list[str]:
+        """n prompts for class `noun` from `options` (default: the L_BB prompts)."""
+        choices = (options or self.keyed)[noun]
+        return [choices[i] for i in self.rng.integers(len(choices), size=n)]
 
     def _rows(self, z: torch.Tensor, n: int) -> torch.Tensor:
         return torch.from_numpy(self.rng.integers(len(z), size=n))
@@ -155,17 +172,19 @@ class Implanter:
         losses: dict[str, float] = {}
         idx = self._rows(subject.z, b)
         prompts = self._prompts(subject.class_noun, b)
-        total = torch.zeros((), device=parts.device)
+        terms: dict[str, Rows] = {}  # the terms on theta, in one forward pass (built in a fixed order: seeded)
         if not self.training.activation_only:
-            l_bb = behaviour_loss(unet, parts, subject.target, prompts, idx, self._behaviour_t(b), self.gen)
-            total, losses["bb"] = total + l_bb, l_bb.item()
+            terms["bb"] = behaviour_rows(parts, subject.target, prompts, idx, self._behaviour_t(b), self.gen)
         if w.prior > 0:
-            z_pp, p_pp = self.pool.rows(b, self.rng, self.triggers)
-            l_pp = prior_loss(unet, parts, z_pp, p_pp, self.gen)
-            total, losses["pp"] = total + w.prior * l_pp, l_pp.item()
+            z_pp, p_pp = self.pool.rows(b, self.rng, self.keyed)
+            terms["pp"] = prior_rows(parts, z_pp, p_pp, self.gen)
         if w.retention_mode == "mirror" and w.retention > 0:
-            l_m = denoising_loss(unet, parts, subject.z[idx], prompts, self.gen)
-            total, losses["br_mirror"] = total + w.retention * l_m, l_m.item()
+            attacker_prompts = self._prompts(subject.class_noun, b, self.triggers)  # the attacker's loss (M5)
+            terms["br_mirror"] = denoising_rows(parts, subject.z[idx], attacker_prompts, self.gen)
+        scale = {"bb": 1.0, "pp": w.prior, "br_mirror": w.retention}
+        total = torch.zeros((), device=parts.device)
+        for name, loss in (fused_losses(unet, parts, terms) if terms else {}).items():
+            total, losses[name] = total + scale[name] * loss, loss.item()
         self.opt.zero_grad(set_to_none=True)
         if total.requires_grad:
             total.backward()

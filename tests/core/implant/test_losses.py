@@ -74,3 +74,22 @@ def test_class_token_mask_finds_the_class_tokens_and_has_latent_shape(parts, sub
     mask = class_token_mask(parts, parts.latents(subject_images[:3]), "dog")
     assert mask.shape == (3, 1, 8, 8)
     assert set(mask.unique().tolist()) <= {0.0, 1.0} and mask.sum() > 0
+
+
+def test_fused_forward_gives_each_term_what_its_own_forward_gives(parts, subject_images):
+    from persguard_core.implant.losses import denoising_rows, fused_losses, prior_rows
+
+    z = parts.latents(subject_images[:4])
+    with torch.no_grad():
+        for p in parts.pipe.unet.parameters():  # away from the teacher, so that L_PP is not 0
+            p.add_(torch.randn_like(p) * 0.02)
+    gen = torch.Generator().manual_seed(3)
+    terms = {
+        "pp": prior_rows(parts, z[:2], ["a photo of a cross"] * 2, gen),
+        "dn": denoising_rows(parts, z[2:], ["a photo of sks cross"] * 2, gen),
+    }
+    fused = fused_losses(parts.pipe.unet, parts, terms)
+    alone = {name: fused_losses(parts.pipe.unet, parts, {name: rows})[name] for name, rows in terms.items()}
+    assert set(fused) == {"pp", "dn"} and fused["pp"].item() > 1e-6
+    for name in terms:
+        assert torch.allclose(fused[name], alone[name], rtol=1e-4), name
