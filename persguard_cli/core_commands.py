@@ -177,7 +177,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from persguard_core.experiment import results_markdown, run_experiment
 
     _threads(args.threads)
-    results = run_experiment(args.preset, Path(args.out), progress=lambda msg: print(msg, flush=True), seeds=args.seeds)
+    results = run_experiment(
+        args.preset, Path(args.out), progress=lambda msg: print(msg, flush=True), seeds=args.seeds, only=args.only
+    )
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
@@ -260,8 +262,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=cmd_verify)
 
     exp = sub.add_parser("experiment", help="run a named experiment matrix on the built-in model")
-    exp.add_argument("--preset", required=True, help="smoke or paper")
+    exp.add_argument("--preset", required=True, help="smoke, levers or paper")
     exp.add_argument("--seeds", type=int, nargs="*", help="override the preset's seeds")
+    exp.add_argument("--only", nargs="*", metavar="SETTING", help="run only these settings of the preset")
     exp.add_argument("--out", type=Path, required=True)
     _common(exp)
     exp.set_defaults(handler=cmd_experiment)

@@ -70,6 +70,8 @@ class Preset:
 
 
 SMOKE_TRAINING = Training(steps=150, batch_size=4, inner_steps=4)
+BALANCED = LossWeights(prior=5.0, retention=0.3, release=0.3)
+LOOK_600_900 = Training(learning_rate=3e-4, behaviour_prompts="any", behaviour_timesteps=(600, 900))
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         settings=[Setting("white-box/full", attack_steps=150, training=SMOKE_TRAINING)],
@@ -77,17 +79,28 @@ PRESETS: dict[str, Preset] = {
         n_images=8,
         sample_steps=15,
     ),
-    # method development on the tuning split: one lever at a time against the default, two seeds
+    # method development on the tuning split: one lever at a time against a balanced prompt-keyed baseline
+    # (prior 5, retention and release 0.3, lr 3e-4: the least damaging of session 1's probes), two seeds
     "levers": Preset(
         settings=[
-            Setting("default"),
-            Setting("insertion-mid-t", pattern_form="insertion", training=Training(behaviour_timesteps=(300, 800))),
-            Setting("retention-k8-w3", losses=LossWeights(retention=3.0), training=Training(inner_steps=8)),
-            Setting("activation-only", training=Training(activation_only=True)),
-            Setting("no-release", losses=LossWeights(release=0.0)),
+            Setting("look-keyed/insertion-600-900", pattern_form="insertion", losses=BALANCED, training=LOOK_600_900),
+            Setting("prompt-keyed", losses=BALANCED, training=Training(learning_rate=3e-4)),
+            Setting(
+                "look-keyed/insertion-600-900/no-retention",
+                pattern_form="insertion",
+                losses=BALANCED.model_copy(update={"retention": 0.0}),
+                training=LOOK_600_900,
+            ),
+            Setting(
+                "look-keyed/insertion-300-800",
+                pattern_form="insertion",
+                losses=BALANCED,
+                training=LOOK_600_900.model_copy(update={"behaviour_timesteps": (300, 800)}),
+            ),
         ],
         seeds=[0, 1],
         n_images=8,
+        references_per_class=6,
         split="tuning",
     ),
     "paper": Preset(
@@ -263,13 +276,23 @@ def run_row(
 
 
 def run_experiment(
-    preset_name: str, out_dir: Path, progress: Callable[[str], None] | None = None, seeds: list[int] | None = None
+    preset_name: str,
+    out_dir: Path,
+    progress: Callable[[str], None] | None = None,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
 ) -> dict:
+    """Run a preset (optionally with other seeds, or only the named settings); writes results as rows finish."""
     if preset_name not in PRESETS:
         raise KeyError(f"unknown preset {preset_name!r}; known: {tuple(PRESETS)}")
     preset = PRESETS[preset_name]
     if seeds is not None:
         preset = replace(preset, seeds=seeds)
+    if only:
+        unknown = set(only) - {s.name for s in preset.settings}
+        if unknown:
+            raise KeyError(f"settings {sorted(unknown)} not in preset {preset_name!r}")
+        preset = replace(preset, settings=[s for s in preset.settings if s.name in only])
     out_dir.mkdir(parents=True, exist_ok=True)
     verifier = Verifier(
         model_io.load_pipeline("builtin"), ToyJudge.load(), n_images=preset.n_images, steps=preset.sample_steps

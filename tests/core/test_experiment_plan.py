@@ -42,3 +42,12 @@ def test_results_markdown_has_one_line_per_row_and_prints_missing_values():
     ]
     table = results_markdown({"preset": "x", "rows": rows})
     assert "| a | pattern | 0.900 | nan |" in table and table.count("\n| a ") == 1
+
+
+def test_only_refuses_settings_the_preset_does_not_have(tmp_path):
+    import pytest
+
+    from persguard_core.experiment import run_experiment
+
+    with pytest.raises(KeyError, match="not in preset"):
+        run_experiment("levers", tmp_path, only=["no-such-setting"])
