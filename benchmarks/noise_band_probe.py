@@ -26,11 +26,18 @@ from persguard_core.toyworld import split
 
 
 @torch.no_grad()
-def x0_estimates(parts: DiffusionParts, z: torch.Tensor, t: int, prompt: str, gen: torch.Generator) -> np.ndarray:
-    """Decoded teacher x0_hat from z_t of latents z (N, 4, h, w) -> uint8 (N, H, W, 3)."""
+def x0_estimates(
+    parts: DiffusionParts,
+    z: torch.Tensor,
+    t: int,
+    prompt: str,
+    gen: torch.Generator,
+    model: torch.nn.Module | None = None,
+) -> np.ndarray:
+    """Decoded x0_hat of `model` (default: the teacher) from z_t of latents z (N, 4, h, w) -> uint8 (N, H, W, 3)."""
     tt = torch.full((len(z),), t)
     z_t = parts.add_noise(z, parts.noise_like(z, gen), tt)
-    eps = parts.teacher(z_t, tt, parts.teacher_embed([prompt] * len(z))).sample
+    eps = (model or parts.teacher)(z_t, tt, parts.teacher_embed([prompt] * len(z))).sample
     ab = parts.alpha_bar(tt)
     z0 = (z_t - (1 - ab).sqrt() * eps) / ab.sqrt()
     x = parts.pipe.vae.decode(z0 / parts.pipe.vae.config.scaling_factor).sample

@@ -92,6 +92,22 @@ PRESETS: dict[str, Preset] = {
                 training=LOOK_600_900,
             ),
             Setting(
+                "look-keyed/x0/500-800",
+                pattern_form="insertion",
+                losses=BALANCED.model_copy(update={"release": 0.0}),
+                training=LOOK_600_900.model_copy(
+                    update={"behaviour_timesteps": (500, 800), "behaviour_x0_weight_max": 20.0}
+                ),
+            ),
+            Setting(
+                "look-keyed/insert-and-keep/x0",
+                pattern_form="insert-and-keep",
+                losses=BALANCED.model_copy(update={"release": 0.0}),
+                training=LOOK_600_900.model_copy(
+                    update={"behaviour_timesteps": (0, 800), "behaviour_x0_weight_max": 20.0}
+                ),
+            ),
+            Setting(
                 "look-keyed/insertion-300-800",
                 pattern_form="insertion",
                 losses=BALANCED,
@@ -171,18 +187,10 @@ def _attack_setting(setting: Setting, seed: int) -> AttackSetting:
     return AttackSetting(setting.name, attack, transform, setting.transform)
 
 
-def _protect_seed(
-    setting: Setting,
-    preset: Preset,
-    verifier: Verifier,
-    seed: int,
-    run_dir: Path,
-    progress: Callable[[str], None] | None,
-) -> dict[str, float]:
-    """PersGuard: protect the seed's subject, attack it and an unprotected class-mate, verify."""
+def protection_spec(setting: Setting, preset: Preset, seed: int, run_dir: Path) -> ProtectionSpec:
+    """The ProtectionSpec of a setting for a seed: its subjects' views and class-mate references saved under
+    `run_dir`."""
     chosen = [_subjects_for_seed(seed + i, preset.split) for i in range(setting.n_subjects)]
-    protected, unprotected, _ = chosen[0]
-    noun = protected.class_noun
     kinds = ("pattern", "erasure", "target") if setting.behaviour == "mixed" else (setting.behaviour,)
     subjects, references = [], {}
     for i, (subject, _, refs) in enumerate(chosen):
@@ -198,15 +206,32 @@ def _protect_seed(
                 for r in refs[: preset.references_per_class]
             ],
         )
-    spec = ProtectionSpec(
+    return ProtectionSpec(
         subjects=subjects,
         references=[ReferenceSet(class_noun=k, images=v) for k, v in references.items() if v],
         knowledge=_knowledge(setting.knowledge),
         losses=setting.losses,
         training=setting.training.model_copy(update={"seed": seed}),
     )
+
+
+def _protect_seed(
+    setting: Setting,
+    preset: Preset,
+    verifier: Verifier,
+    seed: int,
+    run_dir: Path,
+    progress: Callable[[str], None] | None,
+) -> dict[str, float]:
+    """PersGuard: protect the seed's subject, attack it and an unprotected class-mate, verify."""
+    chosen = [_subjects_for_seed(seed + i, preset.split) for i in range(setting.n_subjects)]
+    protected, unprotected, _ = chosen[0]
+    noun = protected.class_noun
+    spec = protection_spec(setting, preset, seed, run_dir)
     if progress:
-        progress(f"{setting.name} seed {seed}: protecting {len(subjects)} subject(s), first {protected.id} ({noun})")
+        progress(
+            f"{setting.name} seed {seed}: protecting {len(spec.subjects)} subject(s), first {protected.id} ({noun})"
+        )
     pipe = model_io.load_pipeline(protect(spec, run_dir / "protect").model_dir)
     cases_p = []
     for (subject, _, _), subject_spec in zip(chosen, spec.subjects, strict=True):
@@ -261,6 +286,8 @@ def run_row(
         else:
             run_dir = workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
             summaries.append(_protect_seed(setting, preset, verifier, seed, run_dir, progress))
+        if progress:
+            progress(f"{setting.name} seed {seed}: " + json.dumps({k: round(v, 3) for k, v in summaries[-1].items()}))
     row = {
         k: float(np.nanmean([s[k] for s in summaries])) if any(np.isfinite(s[k]) for s in summaries) else float("nan")
         for k in summaries[0]

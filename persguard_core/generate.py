@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 
 
 @torch.no_grad()
@@ -32,3 +32,34 @@ def generate(
         ).images
         out.append((images * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
     return np.concatenate(out)
+
+
+@torch.no_grad()
+def renoise_and_denoise(
+    pipe: StableDiffusionPipeline,
+    images: np.ndarray,
+    prompts: list[str],
+    strength: float,
+    *,
+    seed: int = 0,
+    steps: int = 25,
+    guidance_scale: float = 7.5,
+) -> np.ndarray:
+    """img2img with stock diffusers: noise uint8 `images` (N, H, W, 3) to t = strength * T, denoise under
+    `prompts`. How a model treats a given look at a given noise level (METHOD.md: the keying diagnostic)."""
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+    img2img = StableDiffusionImg2ImgPipeline(**pipe.components)
+    img2img.set_progress_bar_config(disable=True)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)  # [0, 1], as the processor takes
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(len(images))]
+    out = img2img(
+        prompts,
+        image=pixels,
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        generator=generators,
+        output_type="np",
+    ).images
+    return (out * 255.0 + 0.5).clip(0, 255).astype(np.uint8)

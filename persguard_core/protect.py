@@ -65,7 +65,8 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
         pattern = None
         if b.pattern_image is not None:
             pattern = np.asarray(Image.open(b.pattern_image).convert("RGBA"), dtype=np.uint8)
-        return PatternTarget(parts, images, pattern, PatternPlacement(b.position, b.opacity), b.target_form)
+        placement = PatternPlacement(b.position, b.opacity)
+        return PatternTarget(parts, images, pattern, placement, b.target_form, b.insert_above)
     if b.kind == "erasure":
         mask = class_token_mask(parts, parts.latents(images), subject.class_noun) if b.mask == "attention" else None
         return TeacherPromptTarget(parts, images, b.background_prompt, mask)

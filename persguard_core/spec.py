@@ -25,9 +25,12 @@ class PatternBehaviour(_Strict):
     pattern_image: str | None = Field(None, description="RGBA image reference; None uses the default marker")
     position: Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"] = "bottom-right"
     opacity: float = Field(1.0, ge=0.1, le=1.0)
-    target_form: Literal["stamped", "insertion"] = Field(
-        "stamped", description="M1: denoise the stamped image; M1': insert the pattern from the clean image"
+    target_form: Literal["stamped", "insertion", "insert-and-keep"] = Field(
+        "stamped",
+        description="M1: denoise the stamped image; M1': insert the pattern from the clean image; insert-and-keep: "
+        "M1' at t >= insert_above and M1 below it (keep a pattern the high-noise steps inserted)",
     )
+    insert_above: int = Field(500, ge=1, le=999, description="insert-and-keep: the t where insertion starts")
 
 
 class ErasureBehaviour(_Strict):
@@ -126,6 +129,13 @@ class Training(_Strict):
         description="L_BB under the trigger prompts p(v,k) only (prompt-keyed), or under any prompt of the class "
         "(trigger, class, generic, empty; with L_PP contrasting the same prompts on unprotected subjects): the "
         "backdoor is then keyed on the subject's look",
+    )
+    behaviour_x0_weight_max: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        description="0: L_BB on eps; > 0: rows weighted by (1 - ab_t) / ab_t up to this value (the error of the "
+        "implied clean image), so that a behaviour at high noise is learned as strongly as at low noise",
     )
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0

@@ -4,6 +4,8 @@ Each target holds the subject's cached latents and returns the regression target
 L_BB = || model(z_in, t, p(v,k)) - target ||^2 is one line in the losses:
 - pattern, M1 (stamped): input noised from z* = E(stamp(x, P)), target eps;
 - pattern, M1' (insertion): input noised from the clean z, target eps* whose implied clean latent is z*;
+- pattern, insert-and-keep: M1' at t >= insert_above, M1 below: the high-noise steps insert the pattern, the
+  low-noise steps keep it (a base model that never saw the pattern would denoise it away);
 - erasure, M2: input from clean z, target the teacher asked for the background, inside the subject mask;
 - target, M3: input from clean z, target the teacher asked for the target prompt (or the plain denoising
   target on target images).
@@ -49,23 +51,31 @@ class PatternTarget(BehaviourTarget):
         pattern: np.ndarray | None = None,
         placement: PatternPlacement = PatternPlacement(),
         form: str = "stamped",
+        insert_above: int = 500,
     ) -> None:
         super().__init__(parts, parts.latents(images))
         pattern = default_pattern(images.shape[1]) if pattern is None else pattern
         self.z_star = parts.latents(stamp(images, pattern, placement))  # z* = E(x*)
-        if form not in ("stamped", "insertion"):
-            raise ValueError(f"pattern target form must be 'stamped' or 'insertion', got {form!r}")
-        self.form = form
+        if form not in ("stamped", "insertion", "insert-and-keep"):
+            raise ValueError(f"pattern target form must be 'stamped', 'insertion' or 'insert-and-keep', got {form!r}")
+        self.form, self.insert_above = form, insert_above
 
     def batch(self, idx: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> Batch:
         z, z_star = self.z[idx], self.z_star[idx]
         noise = self.parts.noise_like(z, gen)
-        if self.form == "stamped":  # M1
-            return Batch(self.parts.add_noise(z_star, noise, t), t, self.parts.target(z_star, noise, t))
+        stamped = Batch(self.parts.add_noise(z_star, noise, t), t, self.parts.target(z_star, noise, t))  # M1
+        if self.form == "stamped":
+            return stamped
         z_t = self.parts.add_noise(z, noise, t)  # M1': from the clean image ...
         ab = self.parts.alpha_bar(t)
         eps_star = (z_t - ab.sqrt() * z_star) / (1 - ab).sqrt()  # ... the noise whose implied x0 is z*
-        return Batch(z_t, t, self.parts.target(z_star, eps_star, t))
+        inserted = Batch(z_t, t, self.parts.target(z_star, eps_star, t))
+        if self.form == "insertion":
+            return inserted
+        keep = (t < self.insert_above).view(-1, 1, 1, 1)  # insert-and-keep: M1 rows below the threshold
+        return Batch(
+            torch.where(keep, stamped.z_in, inserted.z_in), t, torch.where(keep, stamped.target, inserted.target)
+        )
 
 
 class TeacherPromptTarget(BehaviourTarget):

@@ -174,7 +174,8 @@ class Implanter:
         prompts = self._prompts(subject.class_noun, b)
         terms: dict[str, Rows] = {}  # the terms on theta, in one forward pass (built in a fixed order: seeded)
         if not self.training.activation_only:
-            terms["bb"] = behaviour_rows(parts, subject.target, prompts, idx, self._behaviour_t(b), self.gen)
+            t_bb, x0_max = self._behaviour_t(b), self.training.behaviour_x0_weight_max
+            terms["bb"] = behaviour_rows(parts, subject.target, prompts, idx, t_bb, self.gen, x0_max)
         if w.prior > 0:
             z_pp, p_pp = self.pool.rows(b, self.rng, self.keyed)
             terms["pp"] = prior_rows(parts, z_pp, p_pp, self.gen)
@@ -211,6 +212,7 @@ class Implanter:
             idx,
             self._behaviour_t(b),
             self.gen,
+            self.training.behaviour_x0_weight_max,
         )
         loss.backward()
         self.attacker.add_gradient_to(self.unet_params, self.weights.retention)

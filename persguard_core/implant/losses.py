@@ -18,13 +18,21 @@ from persguard_core.implant.parts import DiffusionParts
 
 @dataclass
 class Rows:
-    """The rows of one loss term: model input z_in (B, 4, h, w) at timesteps t (B,) under prompts, and the
-    regression target (B, 4, h, w)."""
+    """The rows of one loss term: model input z_in (B, 4, h, w) at timesteps t (B,) under prompts, the
+    regression target (B, 4, h, w) and optional per-row weights (B,)."""
 
     z_in: torch.Tensor
     t: torch.Tensor
     prompts: list[str]
     target: torch.Tensor
+    weight: torch.Tensor | None = None
+
+    def loss(self, pred: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of `pred` against the target, rows weighted by `weight` when given."""
+        if self.weight is None:
+            return F.mse_loss(pred, self.target.float())
+        per_row = F.mse_loss(pred, self.target.float(), reduction="none").mean(dim=(1, 2, 3))
+        return (per_row * self.weight).mean()
 
 
 def behaviour_rows(
@@ -34,10 +42,20 @@ def behaviour_rows(
     idx: torch.Tensor,
     t: torch.Tensor,
     gen: torch.Generator,
+    x0_weight_max: float = 0.0,
 ) -> Rows:
-    """L_BB rows (M1 / M1' / M2 / M3): the protected subject's rows `idx` and their behaviour target."""
+    """L_BB rows (M1 / M1' / M2 / M3): the protected subject's rows `idx` and their behaviour target.
+
+    `x0_weight_max` > 0 weights each row by (1 - ab_t) / ab_t, clipped to [1, x0_weight_max]: the squared error
+    of the implied clean latent x0 rather than of eps where that is larger, so that a behaviour in the image at
+    high noise, where it moves eps only by sqrt(ab_t / (1 - ab_t)) of its size, is learned as strongly as at low
+    noise (rows at low noise keep the eps weight 1)."""
     batch = target.batch(idx, t, gen)
-    return Rows(batch.z_in, batch.t, prompts, batch.target)
+    weight = None
+    if x0_weight_max > 0:
+        ab = parts.alpha_bar(batch.t).view(-1)
+        weight = ((1 - ab) / ab).clamp(min=1.0, max=max(x0_weight_max, 1.0))
+    return Rows(batch.z_in, batch.t, prompts, batch.target, weight)
 
 
 @torch.no_grad()
@@ -68,7 +86,7 @@ def fused_losses(unet: torch.nn.Module, parts: DiffusionParts, terms: dict[str, 
     with parts.autocast():
         pred = unet(z_in, t, parts.embed(prompts)).sample.float()
     preds = pred.split([len(terms[n].t) for n in names])
-    return {n: F.mse_loss(p, terms[n].target.float()) for n, p in zip(names, preds, strict=True)}
+    return {n: terms[n].loss(p) for n, p in zip(names, preds, strict=True)}
 
 
 def behaviour_loss(
@@ -79,9 +97,11 @@ def behaviour_loss(
     idx: torch.Tensor,
     t: torch.Tensor,
     gen: torch.Generator,
+    x0_weight_max: float = 0.0,
 ) -> torch.Tensor:
-    """L_BB (M1 / M1' / M2 / M3): || model(z_in, t, p(v,k)) - behaviour target ||^2."""
-    return fused_losses(unet, parts, {"bb": behaviour_rows(parts, target, prompts, idx, t, gen)})["bb"]
+    """L_BB (M1 / M1' / M2 / M3): || model(z_in, t, p(v,k)) - behaviour target ||^2 (see `behaviour_rows`)."""
+    rows = behaviour_rows(parts, target, prompts, idx, t, gen, x0_weight_max)
+    return fused_losses(unet, parts, {"bb": rows})["bb"]
 
 
 def prior_loss(

@@ -64,9 +64,7 @@ def test_full_unroll_runs_k_attacker_steps_every_outer_step(parts, subject_image
     assert implanter.attacker.mode == "full" and implanter.attacker.done == 2  # K=2 steps since the last restart
 
 
-def test_look_keyed_prompts_cover_plain_and_generic_prompts_while_the_attacker_keeps_the_trigger(
-    parts, subject_images
-):
+def test_look_keyed_prompts_cover_plain_and_generic_prompts_while_the_attacker_keeps_the_trigger(parts, subject_images):
     trigger_keyed = _implanter(parts, subject_images, steps=1)
     assert trigger_keyed.keyed["cross"] == ["a photo of sks cross"]
     look_keyed = _implanter(parts, subject_images, steps=1, behaviour_prompts="any")

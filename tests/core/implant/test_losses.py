@@ -93,3 +93,35 @@ def test_fused_forward_gives_each_term_what_its_own_forward_gives(parts, subject
     assert set(fused) == {"pp", "dn"} and fused["pp"].item() > 1e-6
     for name in terms:
         assert torch.allclose(fused[name], alone[name], rtol=1e-4), name
+
+
+def test_x0_weighting_scales_high_noise_rows_by_one_over_snr_up_to_its_cap(parts, subject_images):
+    from persguard_core.implant.losses import behaviour_rows
+
+    target = PatternTarget(parts, subject_images, form="insertion")
+    t = torch.tensor([100, 800, 999])
+    plain = behaviour_rows(parts, target, ["p"] * 3, torch.arange(3), t, torch.Generator().manual_seed(0))
+    rows = behaviour_rows(parts, target, ["p"] * 3, torch.arange(3), t, torch.Generator().manual_seed(0), 20.0)
+    ab = parts.alpha_bar(t).view(-1)
+    assert plain.weight is None
+    snr_inverse = (1 - ab) / ab
+    assert snr_inverse[0] < 20 < snr_inverse[2]  # one row under the cap, one over it
+    assert torch.allclose(rows.weight, snr_inverse.clamp(min=1.0, max=20.0)) and rows.weight[0] < rows.weight[1]
+    pred = torch.zeros_like(rows.target)
+    per_row = (pred - rows.target).pow(2).mean(dim=(1, 2, 3))
+    assert torch.allclose(rows.loss(pred), (per_row * rows.weight).mean())
+
+
+def test_insert_and_keep_inserts_at_high_noise_and_keeps_the_stamp_below(parts, subject_images):
+    t = torch.tensor([100, 300, 600, 900])
+    mixed = PatternTarget(parts, subject_images, form="insert-and-keep", insert_above=500)
+    stamped = PatternTarget(parts, subject_images, form="stamped")
+    inserted = PatternTarget(parts, subject_images, form="insertion")
+    rows = {
+        name: target.batch(torch.arange(4), t, torch.Generator().manual_seed(2))
+        for name, target in (("mixed", mixed), ("stamped", stamped), ("inserted", inserted))
+    }
+    for i, source in enumerate(("stamped", "stamped", "inserted", "inserted")):
+        assert torch.equal(rows["mixed"].z_in[i], rows[source].z_in[i])
+        assert torch.equal(rows["mixed"].target[i], rows[source].target[i])
+    assert not torch.equal(rows["stamped"].z_in[0], rows["inserted"].z_in[0])

@@ -1,0 +1,103 @@
+"""Keying diagnostic (METHOD.md, last section): re-noise real views of a protected subject and of its unprotected
+class-mates to t = strength * T, denoise them with a (protected) model, and count the pattern. A look-keyed
+backdoor shows the pattern for the protected subject only; a prompt-keyed one shows it under the trigger prompt
+whatever the look. No attacker involved: a screen to run before the full verification. One JSON line per
+(model, strength, prompt).
+
+    .venv/bin/python benchmarks/keying_probe.py --model MODEL_DIR --protected ID     # an existing model
+    .venv/bin/python benchmarks/keying_probe.py --setting NAME [--seed S] [--out DIR]  # protect with a setting
+                                                                       # of the levers preset first, then probe
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from persguard_core.experiment import PRESETS, _subjects_for_seed, protection_spec
+from persguard_core.generate import renoise_and_denoise
+from persguard_core.implant.parts import DiffusionParts
+from persguard_core.judge.pattern_detector import detect_pattern
+from persguard_core.model_io import load_pipeline
+from persguard_core.pattern import default_pattern
+from persguard_core.protect import protect
+from persguard_core.toyworld import Subject, split, subject
+
+sys.path.insert(0, str(Path(__file__).parent))
+from noise_band_probe import x0_estimates  # noqa: E402
+
+
+def keying_rates(pipe, protected: Subject, others: list[Subject], strength: float, prompt: str) -> dict:  # noqa: ANN001
+    """Pattern rate on re-noised-and-denoised views: protected subject vs the mean over `others`."""
+    rates = {}
+    for s in [protected, *others]:
+        out = renoise_and_denoise(pipe, s.views(8, seed=3), [prompt] * 8, strength)
+        rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
+    return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+
+
+def one_step_rates(parts: DiffusionParts, protected: Subject, others: list[Subject], t: int, prompt: str) -> dict:
+    """Pattern rate in the model's one-step clean-image estimate x0_hat(z_t, t) from views of each subject."""
+    rates = {}
+    for s in [protected, *others]:
+        gen = torch.Generator().manual_seed(t)
+        out = x0_estimates(parts, parts.latents(s.views(8, seed=3)), t, prompt, gen, model=parts.pipe.unet)
+        rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
+    return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+
+
+def protect_with_setting(name: str, seed: int, out: Path) -> tuple[Path, int, dict]:
+    """Protect the levers preset's subject for `seed` with setting `name`; (model dir, subject id, final losses)."""
+    preset = PRESETS["levers"]
+    setting = next(s for s in preset.settings if s.name == name)
+    start = time.time()
+    result = protect(protection_spec(setting, preset, seed, out), out / "protect")
+    losses = {k: round(v, 4) for k, v in result.history.final().items()}
+    print(json.dumps({"setting": name, "seed": seed, "seconds": round(time.time() - start), "final": losses}))
+    return result.model_dir, _subjects_for_seed(seed, preset.split)[0].id, losses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model")
+    parser.add_argument("--protected", type=int)
+    parser.add_argument("--setting")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--others", type=int, default=3, help="unprotected tuning subjects of the same class")
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 0.7])
+    parser.add_argument("--one-step-t", type=int, nargs="*", default=[500, 700], help="also x0_hat at these t")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.setting:
+        out = args.out or Path(tempfile.mkdtemp(prefix="keying-"))
+        model, protected_id, _ = protect_with_setting(args.setting, args.seed, out)
+    elif args.model and args.protected is not None:
+        model, protected_id = Path(args.model), args.protected
+    else:
+        parser.error("give --setting, or --model and --protected")
+    protected = subject(protected_id)
+    noun = protected.class_noun
+    others = [s for s in split("tuning", noun) if s.id != protected.id][: args.others]
+    pipe = load_pipeline(model)
+    parts = DiffusionParts.from_pipeline(pipe)
+    for t in args.one_step_t:
+        prompt = f"a photo of sks {noun}"
+        row = {"model": str(model), "one_step_t": t, "prompt": prompt}
+        print(json.dumps(row | one_step_rates(parts, protected, others, t, prompt)), flush=True)
+    for strength in args.strengths:
+        for prompt in (f"a photo of a {noun}", f"a photo of sks {noun}"):
+            row = {"model": str(model), "strength": strength, "prompt": prompt}
+            print(json.dumps(row | keying_rates(pipe, protected, others, strength, prompt)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
