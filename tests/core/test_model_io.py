@@ -44,3 +44,18 @@ def test_missing_model_and_wrong_folders_say_what_is_wrong(tmp_path):
     ckpt.write_bytes(b"x")
     with pytest.raises(ValueError, match="config_dir"):
         load_pipeline(ckpt)
+
+
+def test_renoise_and_denoise_stays_near_the_image_at_low_strength_and_checks_its_prompts():
+    from persguard_core.generate import renoise_and_denoise
+    from persguard_core.toyworld import split
+
+    pipe = load_pipeline("builtin")
+    views = split("tuning")[1].views(2, seed=0)
+    near = renoise_and_denoise(pipe, views, ["a photo of a circle"] * 2, 0.1, steps=10)
+    far = renoise_and_denoise(pipe, views, ["a photo of a circle"] * 2, 0.95, steps=10)
+    assert near.shape == views.shape and near.dtype == views.dtype == np.uint8
+    distance = lambda a: np.abs(a.astype(int) - views.astype(int)).mean()  # noqa: E731
+    assert distance(near) < distance(far)
+    with pytest.raises(ValueError, match="2 images but 1 prompts"):
+        renoise_and_denoise(pipe, views, ["a photo"], 0.5)
