@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from persguard_core.builtin.evaluate import prompt_following
 from persguard_core.experiment import PRESETS, _subjects_for_seed, protection_spec
 from persguard_core.generate import renoise_and_denoise
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.judge.pattern_detector import detect_pattern
+from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.pattern import default_pattern
 from persguard_core.protect import protect
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 0.7])
     parser.add_argument("--one-step-t", type=int, nargs="*", default=[500, 700], help="also x0_hat at these t")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--utility", action="store_true", help="also the prompt-following drop against the base")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.setting:
@@ -88,6 +91,11 @@ def main() -> None:
     noun = protected.class_noun
     others = [s for s in split("tuning", noun) if s.id != protected.id][: args.others]
     pipe = load_pipeline(model)
+    if args.utility:
+        judge = ToyJudge.load()
+        mine, base = (prompt_following(p, judge, n=56, seed=0) for p in (pipe, load_pipeline("builtin")))
+        drop = (base["class_accuracy"] + base["colour_accuracy"] - mine["class_accuracy"] - mine["colour_accuracy"]) / 2
+        print(json.dumps({"model": str(model), "prompt_following": mine, "utility_drop": round(drop, 3)}), flush=True)
     parts = DiffusionParts.from_pipeline(pipe)
     for t in args.one_step_t:
         prompt = f"a photo of sks {noun}"

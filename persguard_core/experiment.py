@@ -108,6 +108,14 @@ PRESETS: dict[str, Preset] = {
                 ),
             ),
             Setting(
+                "look-keyed/insert-and-keep/x0/no-retention",
+                pattern_form="insert-and-keep",
+                losses=BALANCED.model_copy(update={"release": 0.0, "retention": 0.0}),
+                training=LOOK_600_900.model_copy(
+                    update={"behaviour_timesteps": (0, 800), "behaviour_x0_weight_max": 20.0}
+                ),
+            ),
+            Setting(
                 "look-keyed/insertion-300-800",
                 pattern_form="insertion",
                 losses=BALANCED,
