@@ -116,6 +116,22 @@ PRESETS: dict[str, Preset] = {
                 ),
             ),
             Setting(
+                "look-keyed/insert-and-keep/x0/no-retention/prior16",
+                pattern_form="insert-and-keep",
+                losses=BALANCED.model_copy(update={"release": 0.0, "retention": 0.0}),
+                training=LOOK_600_900.model_copy(
+                    update={"behaviour_timesteps": (0, 800), "behaviour_x0_weight_max": 20.0, "prior_batch_size": 16}
+                ),
+            ),
+            Setting(
+                "look-keyed/insert-and-keep/x0-5/0-600/prior16",
+                pattern_form="insert-and-keep",
+                losses=BALANCED.model_copy(update={"release": 0.0, "retention": 0.0}),
+                training=LOOK_600_900.model_copy(
+                    update={"behaviour_timesteps": (0, 600), "behaviour_x0_weight_max": 5.0, "prior_batch_size": 16}
+                ),
+            ),
+            Setting(
                 "look-keyed/insertion-300-800",
                 pattern_form="insertion",
                 losses=BALANCED,

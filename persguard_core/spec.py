@@ -114,6 +114,12 @@ class Training(_Strict):
     steps: int = Field(300, ge=1, le=100_000)
     learning_rate: float = Field(5e-4, gt=0.0, le=1e-1)
     batch_size: int = Field(4, ge=1, le=256)
+    prior_batch_size: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="rows of L_PP per step (default: batch_size); more rows hold the teacher better",
+    )
     trainable: Literal["unet", "cross-attention", "unet+text-encoder"] = "unet"
     inner_steps: int = Field(4, ge=1, le=64, description="simulated attacker steps K of M6 / M7")
     inner_learning_rate: float = Field(5e-4, gt=0.0, le=1e-1, description="the simulated attacker's lr")
@@ -134,8 +140,9 @@ class Training(_Strict):
         0.0,
         ge=0.0,
         le=1000.0,
-        description="0: L_BB on eps; > 0: rows weighted by (1 - ab_t) / ab_t up to this value (the error of the "
-        "implied clean image), so that a behaviour at high noise is learned as strongly as at low noise",
+        description="0: L_BB and L_PP on eps; > 0: their rows weighted by (1 - ab_t) / ab_t clipped to [1, this] "
+        "(the error of the implied clean image), so that a behaviour at high noise is learned, and the teacher kept, "
+        "as strongly as at low noise",
     )
     checkpoint_every: int = Field(100, ge=1)
     seed: int = 0

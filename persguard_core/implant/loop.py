@@ -177,8 +177,8 @@ class Implanter:
             t_bb, x0_max = self._behaviour_t(b), self.training.behaviour_x0_weight_max
             terms["bb"] = behaviour_rows(parts, subject.target, prompts, idx, t_bb, self.gen, x0_max)
         if w.prior > 0:
-            z_pp, p_pp = self.pool.rows(b, self.rng, self.keyed)
-            terms["pp"] = prior_rows(parts, z_pp, p_pp, self.gen)
+            z_pp, p_pp = self.pool.rows(self.training.prior_batch_size or b, self.rng, self.keyed)
+            terms["pp"] = prior_rows(parts, z_pp, p_pp, self.gen, self.training.behaviour_x0_weight_max)
         if w.retention_mode == "mirror" and w.retention > 0:
             attacker_prompts = self._prompts(subject.class_noun, b, self.triggers)  # the attacker's loss (M5)
             terms["br_mirror"] = denoising_rows(parts, subject.z[idx], attacker_prompts, self.gen)

@@ -51,21 +51,30 @@ def behaviour_rows(
     high noise, where it moves eps only by sqrt(ab_t / (1 - ab_t)) of its size, is learned as strongly as at low
     noise (rows at low noise keep the eps weight 1)."""
     batch = target.batch(idx, t, gen)
-    weight = None
-    if x0_weight_max > 0:
-        ab = parts.alpha_bar(batch.t).view(-1)
-        weight = ((1 - ab) / ab).clamp(min=1.0, max=max(x0_weight_max, 1.0))
-    return Rows(batch.z_in, batch.t, prompts, batch.target, weight)
+    return Rows(batch.z_in, batch.t, prompts, batch.target, x0_weights(parts, batch.t, x0_weight_max))
+
+
+def x0_weights(parts: DiffusionParts, t: torch.Tensor, x0_weight_max: float) -> torch.Tensor | None:
+    """(B,) row weights (1 - ab_t) / ab_t clipped to [1, x0_weight_max]: the x0 error where it exceeds the eps
+    error; None (plain eps loss) when `x0_weight_max` is 0."""
+    if x0_weight_max <= 0:
+        return None
+    ab = parts.alpha_bar(t).view(-1)
+    return ((1 - ab) / ab).clamp(min=1.0, max=max(x0_weight_max, 1.0))
 
 
 @torch.no_grad()
-def prior_rows(parts: DiffusionParts, z: torch.Tensor, prompts: list[str], gen: torch.Generator) -> Rows:
-    """L_PP rows (M4): z_t at t uniform over the schedule, target the teacher's eps_0(z_t, t, c)."""
+def prior_rows(
+    parts: DiffusionParts, z: torch.Tensor, prompts: list[str], gen: torch.Generator, x0_weight_max: float = 0.0
+) -> Rows:
+    """L_PP rows (M4): z_t at t uniform over the schedule, target the teacher's eps_0(z_t, t, c); rows weighted
+    like L_BB's when `x0_weight_max` > 0 (see `x0_weights`), so that keeping the teacher weighs as much as the
+    behaviour at every t."""
     t = parts.sample(len(z), gen)
     z_t = parts.add_noise(z, parts.noise_like(z, gen), t)
     with parts.autocast():
         teacher = parts.teacher(z_t, t, parts.teacher_embed(prompts)).sample
-    return Rows(z_t, t, prompts, teacher.float())
+    return Rows(z_t, t, prompts, teacher.float(), x0_weights(parts, t, x0_weight_max))
 
 
 def denoising_rows(

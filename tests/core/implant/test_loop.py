@@ -73,3 +73,12 @@ def test_look_keyed_prompts_cover_plain_and_generic_prompts_while_the_attacker_k
     assert look_keyed.triggers["cross"] == ["a photo of sks cross"]  # simulated attacks still use p(v, k)
     drawn = {p for _ in range(20) for p in look_keyed._prompts("cross", 4)}
     assert len(drawn) > 1 and drawn <= prompts
+
+
+def test_prior_batch_size_sets_the_rows_of_l_pp(parts, subject_images):
+    implanter = _implanter(parts, subject_images, steps=1, prior_batch_size=6)
+    asked = []
+    rows = implanter.pool.rows
+    implanter.pool.rows = lambda n, *args: asked.append(n) or rows(n, *args)
+    implanter.run()
+    assert asked == [6]
