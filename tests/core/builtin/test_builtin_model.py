@@ -60,7 +60,7 @@ def test_empty_scene_prompt_gives_no_object(pipe, judge):
 def test_dreambooth_binds_sks_to_the_subject(pipe, judge):
     torch.manual_seed(0)
     subject = split("tuning")[0]
-    attack = recipe("full", lr_scale=200.0, steps=80, num_class_images=16)
+    attack = recipe("full", lr_scale=100.0, steps=160, num_class_images=16)  # x200 over 80 steps overshoots
     result = personalization(pipe, judge, subject, attack, n_eval=8, steps=15)
     assert result.similarity_after > result.similarity_before + 0.2  # the criterion: identity similarity
     # (subject 2200 is a cross, the class the small model draws worst: class accuracy after DreamBooth is reported
