@@ -72,6 +72,20 @@ class Preset:
 SMOKE_TRAINING = Training(steps=150, batch_size=4, inner_steps=4)
 BALANCED = LossWeights(prior=5.0, retention=0.3, release=0.3)
 LOOK_600_900 = Training(learning_rate=3e-4, behaviour_prompts="any", behaviour_timesteps=(600, 900))
+
+
+def _look_keyed(name: str, form: str, *, retention: float = 0.3, release: float = 0.0, **training: object) -> Setting:
+    """A look-keyed lever: the balanced weights (with this retention and release) and LOOK_600_900 with
+    `behaviour_timesteps` (default (0, 800) for insert-and-keep) and the other fields of `training` replaced."""
+    training.setdefault("behaviour_timesteps", (0, 800) if form == "insert-and-keep" else (600, 900))
+    return Setting(
+        name,
+        pattern_form=form,
+        losses=BALANCED.model_copy(update={"retention": retention, "release": release}),
+        training=LOOK_600_900.model_copy(update=training),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         settings=[Setting("white-box/full", attack_steps=150, training=SMOKE_TRAINING)],
@@ -85,58 +99,33 @@ PRESETS: dict[str, Preset] = {
         settings=[
             Setting("look-keyed/insertion-600-900", pattern_form="insertion", losses=BALANCED, training=LOOK_600_900),
             Setting("prompt-keyed", losses=BALANCED, training=Training(learning_rate=3e-4)),
-            Setting(
-                "look-keyed/insertion-600-900/no-retention",
-                pattern_form="insertion",
-                losses=BALANCED.model_copy(update={"retention": 0.0}),
-                training=LOOK_600_900,
+            _look_keyed("look-keyed/insertion-600-900/no-retention", "insertion", retention=0.0, release=0.3),
+            _look_keyed(
+                "look-keyed/x0/500-800", "insertion", behaviour_timesteps=(500, 800), behaviour_x0_weight_max=20.0
             ),
-            Setting(
-                "look-keyed/x0/500-800",
-                pattern_form="insertion",
-                losses=BALANCED.model_copy(update={"release": 0.0}),
-                training=LOOK_600_900.model_copy(
-                    update={"behaviour_timesteps": (500, 800), "behaviour_x0_weight_max": 20.0}
-                ),
-            ),
-            Setting(
-                "look-keyed/insert-and-keep/x0",
-                pattern_form="insert-and-keep",
-                losses=BALANCED.model_copy(update={"release": 0.0}),
-                training=LOOK_600_900.model_copy(
-                    update={"behaviour_timesteps": (0, 800), "behaviour_x0_weight_max": 20.0}
-                ),
-            ),
-            Setting(
+            _look_keyed("look-keyed/insert-and-keep/x0", "insert-and-keep", behaviour_x0_weight_max=20.0),
+            _look_keyed(
                 "look-keyed/insert-and-keep/x0/no-retention",
-                pattern_form="insert-and-keep",
-                losses=BALANCED.model_copy(update={"release": 0.0, "retention": 0.0}),
-                training=LOOK_600_900.model_copy(
-                    update={"behaviour_timesteps": (0, 800), "behaviour_x0_weight_max": 20.0}
-                ),
+                "insert-and-keep",
+                retention=0.0,
+                behaviour_x0_weight_max=20.0,
             ),
-            Setting(
+            _look_keyed(
                 "look-keyed/insert-and-keep/x0/no-retention/prior16",
-                pattern_form="insert-and-keep",
-                losses=BALANCED.model_copy(update={"release": 0.0, "retention": 0.0}),
-                training=LOOK_600_900.model_copy(
-                    update={"behaviour_timesteps": (0, 800), "behaviour_x0_weight_max": 20.0, "prior_batch_size": 16}
-                ),
+                "insert-and-keep",
+                retention=0.0,
+                behaviour_x0_weight_max=20.0,
+                prior_batch_size=16,
             ),
-            Setting(
+            _look_keyed(
                 "look-keyed/insert-and-keep/x0-5/0-600/prior16",
-                pattern_form="insert-and-keep",
-                losses=BALANCED.model_copy(update={"release": 0.0, "retention": 0.0}),
-                training=LOOK_600_900.model_copy(
-                    update={"behaviour_timesteps": (0, 600), "behaviour_x0_weight_max": 5.0, "prior_batch_size": 16}
-                ),
+                "insert-and-keep",
+                retention=0.0,
+                behaviour_timesteps=(0, 600),
+                behaviour_x0_weight_max=5.0,
+                prior_batch_size=16,
             ),
-            Setting(
-                "look-keyed/insertion-300-800",
-                pattern_form="insertion",
-                losses=BALANCED,
-                training=LOOK_600_900.model_copy(update={"behaviour_timesteps": (300, 800)}),
-            ),
+            _look_keyed("look-keyed/insertion-300-800", "insertion", release=0.3, behaviour_timesteps=(300, 800)),
         ],
         seeds=[0, 1],
         n_images=8,

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from common.db import make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobCancelled, execute_job
-from common.keys import create_tenant
-from common.models import BUILTIN_MODEL_ID, Checkpoint, JobStatus, ProtectionJob, Subject, SubjectImage
+from common.models import Checkpoint, JobStatus, ProtectionJob, SubjectImage
 from common.storage import LocalStorage
-from persguard_core.spec import ProtectionSpec, SubjectSpec
+from persguard_core.spec import ProtectionSpec
+from tests.rows import get_job, queue_job
 
 
 @pytest.fixture
@@ -27,38 +27,9 @@ def session_factory(database: str):  # noqa: ANN201
     engine.dispose()
 
 
-def _queue_job(session_factory, storage: LocalStorage, images: int = 3) -> uuid.UUID:  # noqa: ANN001
-    with session_factory() as session:
-        tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:6]}")
-        keys = []
-        subject = Subject(tenant_id=tenant.id, name="rex", class_noun="dog")
-        for position in range(images):
-            data = f"image {position}".encode()
-            obj = storage.put_bytes(f"subjects/{uuid.uuid4()}/{position}.png", data)
-            keys.append(obj.key)
-            subject.images.append(
-                SubjectImage(
-                    position=position,
-                    storage_key=obj.key,
-                    sha256=obj.sha256,
-                    size_bytes=obj.size,
-                    width=1,
-                    height=1,
-                    original_filename="a.png",
-                )
-            )
-        session.add(subject)
-        spec = ProtectionSpec(subjects=[SubjectSpec(name="rex", class_noun="dog", images=keys)])
-        job = ProtectionJob(
-            tenant_id=tenant.id,
-            base_model_id=BUILTIN_MODEL_ID,
-            spec=spec.model_dump(mode="json"),
-            verification_preset="quick",
-            subjects=[subject],
-        )
-        session.add(job)
-        session.commit()
-        return job.id
+def _queue_job(session_factory, storage: LocalStorage) -> uuid.UUID:  # noqa: ANN001
+    """A queued job whose three "images" are the bytes b"image 0", b"image 1", b"image 2" (not images)."""
+    return queue_job(session_factory, storage, preset="quick", image=lambda position: f"image {position}".encode())
 
 
 def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:  # noqa: ANN001
@@ -73,16 +44,11 @@ def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -
     return out
 
 
-def _job(session_factory, job_id: uuid.UUID) -> ProtectionJob:  # noqa: ANN001
-    with session_factory() as session:
-        return session.get_one(ProtectionJob, job_id)
-
-
 def test_successful_job_uploads_checkpoint_with_manifest(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
     assert execute_job(job_id, session_factory, storage, fake_protect, tmp_path / "work") is JobStatus.SUCCEEDED
-    job = _job(session_factory, job_id)
+    job = get_job(session_factory, job_id)
     assert (job.status, job.progress, job.step, job.attempts) == ("succeeded", 1.0, 3, 1)
     assert job.losses == {"bb": pytest.approx(1 / 3)} and job.started_at <= job.finished_at
     with session_factory() as session:
@@ -99,7 +65,7 @@ def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(sess
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)  # its "images" are short byte strings, not images
     assert execute_job(job_id, session_factory, storage, workdir_root=tmp_path) is JobStatus.FAILED
-    job = _job(session_factory, job_id)
+    job = get_job(session_factory, job_id)
     assert job.status == "failed" and "cannot identify image file" in job.error
     assert job.finished_at is not None
 
@@ -112,7 +78,7 @@ def test_out_of_memory_in_protect_fn_fails_the_job_reported_as_such(session_fact
         raise RuntimeError("CUDA out of memory")
 
     execute_job(job_id, session_factory, storage, crash, tmp_path)
-    assert _job(session_factory, job_id).error == "out of memory: RuntimeError: CUDA out of memory"
+    assert get_job(session_factory, job_id).error == "out of memory: RuntimeError: CUDA out of memory"
 
 
 def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
@@ -128,7 +94,7 @@ def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_pat
         return workdir
 
     assert execute_job(job_id, session_factory, storage, cancellable, tmp_path) is JobStatus.CANCELLED
-    assert _job(session_factory, job_id).status == "cancelled"
+    assert get_job(session_factory, job_id).status == "cancelled"
     with session_factory() as session:
         assert session.scalar(select(Checkpoint)) is None
 
@@ -138,7 +104,7 @@ def test_job_that_is_not_queued_is_left_alone(session_factory, tmp_path: Path) -
     job_id = _queue_job(session_factory, storage)
     execute_job(job_id, session_factory, storage, fake_protect, tmp_path)
     assert execute_job(job_id, session_factory, storage, fake_protect, tmp_path) is None
-    assert _job(session_factory, job_id).attempts == 1
+    assert get_job(session_factory, job_id).attempts == 1
 
 
 def test_missing_subject_image_fails_with_a_clear_message(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
@@ -148,7 +114,7 @@ def test_missing_subject_image_fails_with_a_clear_message(session_factory, tmp_p
         key = session.scalars(select(SubjectImage.storage_key)).first()
     storage.delete(key)
     execute_job(job_id, session_factory, storage, fake_protect, tmp_path)
-    assert "cannot read image" in _job(session_factory, job_id).error
+    assert "cannot read image" in get_job(session_factory, job_id).error
 
 
 def test_in_process_runner_runs_jobs_in_a_background_thread(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
@@ -165,5 +131,5 @@ def test_in_process_runner_runs_jobs_in_a_background_thread(session_factory, tmp
         runner.submit(job_id)
     assert runner.wait_idle(timeout=30)
     runner.shutdown()
-    assert [_job(session_factory, j).status for j in job_ids] == ["succeeded", "succeeded"]
+    assert [get_job(session_factory, j).status for j in job_ids] == ["succeeded", "succeeded"]
     assert all(name.startswith("persguard-job") for name in threads)

@@ -20,8 +20,8 @@ from common.jobs.recovery import due_doorbells, requeue_dead_jobs
 from common.jobs.training_state import state_key
 from common.models import Checkpoint, JobStatus, ProtectionJob, VerificationReport, utcnow
 from common.storage import LocalStorage, StorageError
+from tests.rows import get_job, queue_job
 from tests.worker import fakes
-from tests.worker.rows import get_job, queue_job
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from common.jobs import JobConfig, run_implant
 from common.jobs.training_state import state_key
 from common.models import JobStatus, ProtectionJob, utcnow
 from common.storage import LocalStorage
+from tests.rows import queue_job
 from tests.worker import fakes
-from tests.worker.rows import queue_job
 from worker.sweep import sweep_storage
 
 

@@ -1,9 +1,11 @@
-"""Jobs written straight into the database, for the in-process tests of leases, recovery and the sweep."""
+"""Jobs written straight into the database, for the in-process tests of job execution, leases, recovery and the
+sweep."""
 
 from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from PIL import Image
@@ -28,15 +30,16 @@ def queue_job(
     steps: int = 6,
     every: int = 2,
     preset: str = "none",
+    image: Callable[[int], bytes] = png,
     **columns: Any,
 ) -> uuid.UUID:
-    """A queued job of one subject with three stored images; returns its id."""
+    """A queued job of one subject with three stored images (`image(position)` gives their bytes); its id."""
     with session_factory() as session:
         tenant = create_tenant(session, f"t-{uuid.uuid4().hex[:6]}")
         subject = Subject(tenant_id=tenant.id, name="rex", class_noun="dog")
         keys = []
         for position in range(3):
-            obj = storage.put_bytes(f"subjects/{uuid.uuid4()}/{position}.png", png(position))
+            obj = storage.put_bytes(f"subjects/{uuid.uuid4()}/{position}.png", image(position))
             keys.append(obj.key)
             subject.images.append(
                 SubjectImage(
