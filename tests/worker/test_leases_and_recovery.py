@@ -6,6 +6,7 @@ import dataclasses
 import json
 import secrets
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,8 +83,14 @@ def test_a_runner_that_lost_its_job_mid_run_publishes_nothing(session_factory, s
     taken = {}
 
     def taken_over(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
-        requeue_dead_jobs(session_factory, utcnow() + timedelta(hours=1))  # as if our heartbeat had stopped
+        # As if our heartbeat had stopped. The reconciler skips a row the heartbeat has locked at that instant
+        # (SKIP LOCKED; it comes back on its next tick), so try again as its next ticks would.
+        for _ in range(100):
+            if requeue_dead_jobs(session_factory, utcnow() + timedelta(hours=1)) == [job_id]:
+                break
+            time.sleep(0.01)
         taken["lease"] = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status="running")
+        assert taken["lease"] is not None
         return fakes.stepping_protect(spec, workdir, progress, should_cancel)
 
     outcome = run_implant(job_id, session_factory, storage, taken_over, config)
