@@ -1,12 +1,17 @@
 """Keying diagnostic (METHOD.md, last section): re-noise real views of a protected subject and of its unprotected
 class-mates to t = strength * T, denoise them with a (protected) model, and count the pattern. A look-keyed
 backdoor shows the pattern for the protected subject only; a prompt-keyed one shows it under the trigger prompt
-whatever the look. No attacker involved: a screen to run before the full verification. One JSON line per
-(model, strength, prompt).
+whatever the look. A screen to run before the full verification. One JSON line per (model, strength, prompt).
+
+With `--attack` the probe first runs the experiment's attacker (full DreamBooth recipe, prior preservation) on the
+protected subject's training views and probes the attacked model: where the backdoor is washed out. `--keep`
+re-noises *stamped* views instead (does the model keep a pattern that is already there?), `--generate N` counts
+the pattern in N trigger-prompt generations.
 
     .venv/bin/python benchmarks/keying_probe.py --model MODEL_DIR --protected ID     # an existing model
     .venv/bin/python benchmarks/keying_probe.py --setting NAME [--seed S] [--out DIR]  # protect with a setting
                                                                        # of the levers preset first, then probe
+        [--attack] [--keep 0.3 0.5] [--generate 16]
 """
 
 from __future__ import annotations
@@ -21,14 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from persguard_core.attacker import dreambooth, recipe
+from persguard_core.attacker.dreambooth import class_images
+from persguard_core.attacker.recipe import BUILTIN_LR_SCALE
 from persguard_core.builtin.evaluate import prompt_following
 from persguard_core.experiment import PRESETS, _subjects_for_seed, protection_spec
-from persguard_core.generate import renoise_and_denoise
+from persguard_core.generate import generate, renoise_and_denoise
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.judge.pattern_detector import detect_pattern
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
-from persguard_core.pattern import default_pattern
+from persguard_core.pattern import default_pattern, stamp
 from persguard_core.protect import protect
 from persguard_core.toyworld import Subject, split, subject
 
@@ -43,6 +51,23 @@ def keying_rates(pipe, protected: Subject, others: list[Subject], strength: floa
         out = renoise_and_denoise(pipe, s.views(8, seed=3), [prompt] * 8, strength)
         rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
     return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+
+
+def keep_rates(pipe, protected: Subject, others: list[Subject], strength: float, prompt: str) -> dict:  # noqa: ANN001
+    """Pattern rate after re-noising *stamped* views to `strength` and denoising: protected vs class-mates."""
+    rates = {}
+    for s in [protected, *others]:
+        views = s.views(8, seed=3)
+        out = renoise_and_denoise(pipe, stamp(views, default_pattern(views.shape[1])), [prompt] * 8, strength)
+        rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
+    return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+
+
+def attacked(pipe, protected: Subject, seed: int):  # noqa: ANN001, ANN201
+    """The experiment's attacker (METHOD.md "Measuring it"): full DreamBooth on the subject's 6 training views."""
+    attack = recipe("full", lr_scale=BUILTIN_LR_SCALE, seed=seed)
+    prior = class_images(pipe, protected.class_noun, attack) if attack.prior_preservation else None
+    return dreambooth(pipe, protected.views(6, seed=0), protected.class_noun, attack, prior_images=prior)
 
 
 def one_step_rates(parts: DiffusionParts, protected: Subject, others: list[Subject], t: int, prompt: str) -> dict:
@@ -78,6 +103,9 @@ def main() -> None:
     parser.add_argument("--one-step-t", type=int, nargs="*", default=[500, 700], help="also x0_hat at these t")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--utility", action="store_true", help="also the prompt-following drop against the base")
+    parser.add_argument("--attack", action="store_true", help="probe the model after the full DreamBooth attack")
+    parser.add_argument("--keep", type=float, nargs="*", default=[], help="re-noise stamped views to these")
+    parser.add_argument("--generate", type=int, default=0, help="pattern rate in N trigger-prompt generations")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.setting:
@@ -91,6 +119,17 @@ def main() -> None:
     noun = protected.class_noun
     others = [s for s in split("tuning", noun) if s.id != protected.id][: args.others]
     pipe = load_pipeline(model)
+    if args.attack:
+        pipe = attacked(pipe, protected, args.seed)
+        model = f"{model} (attacked)"
+    trigger = f"a photo of sks {noun}"
+    if args.generate:
+        out = generate(pipe, [trigger] * args.generate, seed=0)
+        rate = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
+        print(json.dumps({"model": str(model), "generate": args.generate, "prompt": trigger, "rate": rate}), flush=True)
+    for strength in args.keep:
+        row = {"model": str(model), "keep_strength": strength, "prompt": trigger}
+        print(json.dumps(row | keep_rates(pipe, protected, others, strength, trigger)), flush=True)
     if args.utility:
         judge = ToyJudge.load()
         mine, base = (prompt_following(p, judge, n=56, seed=0) for p in (pipe, load_pipeline("builtin")))

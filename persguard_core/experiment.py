@@ -49,6 +49,7 @@ class Setting:
     method: str = "persguard"  # or "anti-dreambooth": the data-level baseline (ASPL) on the base model
     n_subjects: int = 1  # protected subjects in one model (classes cycle); behaviour "mixed" cycles behaviours
     pattern_form: str = "stamped"  # M1 "stamped" or M1' "insertion"
+    insert_above: int = 500  # insert-and-keep: M1' at t >= this, M1 below
     knowledge: str = "white-box"  # white-box / gray-box / black-box
     attack: str = "full"  # a recipe name of persguard_core.attacker.RECIPES
     attack_steps: int | None = None  # None: the recipe's
@@ -72,6 +73,10 @@ class Preset:
 SMOKE_TRAINING = Training(steps=150, batch_size=4, inner_steps=4)
 BALANCED = LossWeights(prior=5.0, retention=0.3, release=0.3)
 LOOK_600_900 = Training(learning_rate=3e-4, behaviour_prompts="any", behaviour_timesteps=(600, 900))
+
+
+HIGH_NOISE_WEIGHTS = LossWeights(prior=5.0, retention=0.0, release=0.0)
+HIGH_NOISE_TRAINING = Training(learning_rate=3e-4, behaviour_x0_weight_max=5.0, prior_batch_size=16)
 
 
 def _look_keyed(name: str, form: str, *, retention: float = 0.3, release: float = 0.0, **training: object) -> Setting:
@@ -126,6 +131,51 @@ PRESETS: dict[str, Preset] = {
                 prior_batch_size=16,
             ),
             _look_keyed("look-keyed/insertion-300-800", "insertion", release=0.3, behaviour_timesteps=(300, 800)),
+            # session 3: insertion only where the attacker's loss barely presses (t >= 800), kept below
+            Setting(
+                "prompt-keyed/insert-and-keep-800/x0-5/prior16",
+                pattern_form="insert-and-keep",
+                insert_above=800,
+                losses=HIGH_NOISE_WEIGHTS,
+                training=HIGH_NOISE_TRAINING,
+            ),
+            Setting(
+                "prompt-keyed/insert-and-keep-800/x0-20/600-steps",
+                pattern_form="insert-and-keep",
+                insert_above=800,
+                losses=HIGH_NOISE_WEIGHTS,
+                training=HIGH_NOISE_TRAINING.model_copy(update={"behaviour_x0_weight_max": 20.0, "steps": 600}),
+            ),
+            Setting(
+                "prompt-keyed/insert-and-keep-800/x0-5/prior16/retention-k16",
+                pattern_form="insert-and-keep",
+                insert_above=800,
+                losses=HIGH_NOISE_WEIGHTS.model_copy(update={"retention": 0.3}),
+                training=HIGH_NOISE_TRAINING.model_copy(update={"inner_steps": 16, "inner_learning_rate": 1.5e-4}),
+            ),
+            # the insertion on the unconditional branch (never trained by DreamBooth), composed by guidance
+            Setting(
+                "look-keyed/guided-insertion-300-800/x0-20/prior16",
+                pattern_form="guided-insertion",
+                insert_above=300,
+                losses=HIGH_NOISE_WEIGHTS,
+                training=HIGH_NOISE_TRAINING.model_copy(
+                    update={
+                        "behaviour_prompts": "any",
+                        "behaviour_timesteps": (0, 800),
+                        "behaviour_x0_weight_max": 20.0,
+                    }
+                ),
+            ),
+            Setting(
+                "prompt-keyed/insert-and-keep-800/activation-only-k64",
+                pattern_form="insert-and-keep",
+                insert_above=800,
+                losses=HIGH_NOISE_WEIGHTS.model_copy(update={"retention": 1.0}),
+                training=HIGH_NOISE_TRAINING.model_copy(
+                    update={"activation_only": True, "inner_steps": 64, "inner_learning_rate": 1.5e-4}
+                ),
+            ),
         ],
         seeds=[0, 1],
         n_images=8,
@@ -169,9 +219,9 @@ def _subjects_for_seed(seed: int, split_name: str = "eval") -> tuple[Subject, Su
     return pool[offset % len(pool)], pool[(offset + 1) % len(pool)], split("implant_reference", noun)
 
 
-def _behaviour(kind: str, noun: str, pattern_form: str = "stamped"):
+def _behaviour(kind: str, noun: str, pattern_form: str = "stamped", insert_above: int = 500):
     if kind == "pattern":
-        return PatternBehaviour(target_form=pattern_form)
+        return PatternBehaviour(target_form=pattern_form, insert_above=insert_above)
     if kind == "erasure":
         return ErasureBehaviour()
     if kind == "target":
@@ -208,7 +258,7 @@ def protection_spec(setting: Setting, preset: Preset, seed: int, run_dir: Path) 
     subjects, references = [], {}
     for i, (subject, _, refs) in enumerate(chosen):
         files = [str(p) for p in save_images(subject.views(preset.n_train_views, seed=0), run_dir / f"s{subject.id}")]
-        behaviour = _behaviour(kinds[i % len(kinds)], subject.class_noun, setting.pattern_form)
+        behaviour = _behaviour(kinds[i % len(kinds)], subject.class_noun, setting.pattern_form, setting.insert_above)
         subjects.append(
             SubjectSpec(name=f"subject-{subject.id}", class_noun=subject.class_noun, images=files, behaviour=behaviour)
         )
@@ -285,20 +335,32 @@ def _anti_dreambooth_seed(
         "utility_drop": 0.0,
         "no_identifier_protective_rate": nan,
         "pre_attack_leakage_ratio": nan,
+        "pre_attack_protective_rate": nan,
     }
 
 
 def run_row(
     setting: Setting, preset: Preset, verifier: Verifier, workdir: Path, progress: Callable[[str], None] | None = None
 ) -> dict:
-    """One setting over the preset's seeds; returns the row averaged over seeds (and each seed's figures)."""
+    """One setting over the preset's seeds; returns the row averaged over seeds (and each seed's figures).
+
+    Each seed's figures are saved as `workdir/<setting>-seed<N>.json` when it finishes; a seed whose file is
+    already there is not run again, so an interrupted experiment resumes where it stopped."""
     summaries = []
     for seed in preset.seeds:
+        run_dir = workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
+        done = run_dir.with_name(run_dir.name + ".json")
+        if done.exists():
+            summaries.append(json.loads(done.read_text()))
+            if progress:
+                progress(f"{setting.name} seed {seed}: already done ({done})")
+            continue
         if setting.method == "anti-dreambooth":
             summaries.append(_anti_dreambooth_seed(setting, preset, verifier, seed, progress))
         else:
-            run_dir = workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
             summaries.append(_protect_seed(setting, preset, verifier, seed, run_dir, progress))
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(summaries[-1]))
         if progress:
             progress(f"{setting.name} seed {seed}: " + json.dumps({k: round(v, 3) for k, v in summaries[-1].items()}))
     row = {
@@ -356,6 +418,7 @@ COLUMNS = (
     "utility_drop",
     "no_identifier_protective_rate",
     "pre_attack_leakage_ratio",
+    "pre_attack_protective_rate",
     "n_images",
     "seeds",
 )

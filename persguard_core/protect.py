@@ -66,7 +66,7 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
         if b.pattern_image is not None:
             pattern = np.asarray(Image.open(b.pattern_image).convert("RGBA"), dtype=np.uint8)
         placement = PatternPlacement(b.position, b.opacity)
-        return PatternTarget(parts, images, pattern, placement, b.target_form, b.insert_above)
+        return PatternTarget(parts, images, pattern, placement, b.target_form, b.insert_above, b.guidance_scale)
     if b.kind == "erasure":
         mask = class_token_mask(parts, parts.latents(images), subject.class_noun) if b.mask == "attention" else None
         return TeacherPromptTarget(parts, images, b.background_prompt, mask)

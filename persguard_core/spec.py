@@ -25,12 +25,17 @@ class PatternBehaviour(_Strict):
     pattern_image: str | None = Field(None, description="RGBA image reference; None uses the default marker")
     position: Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"] = "bottom-right"
     opacity: float = Field(1.0, ge=0.1, le=1.0)
-    target_form: Literal["stamped", "insertion", "insert-and-keep"] = Field(
+    target_form: Literal["stamped", "insertion", "insert-and-keep", "guided-insertion"] = Field(
         "stamped",
         description="M1: denoise the stamped image; M1': insert the pattern from the clean image; insert-and-keep: "
-        "M1' at t >= insert_above and M1 below it (keep a pattern the high-noise steps inserted)",
+        "M1' at t >= insert_above and M1 below it (keep a pattern the high-noise steps inserted); "
+        "guided-insertion: as insert-and-keep, but the insertion is taught to the unconditional branch (empty "
+        "prompt) so that classifier-free guidance at guidance_scale composes it (a branch DreamBooth never trains)",
     )
     insert_above: int = Field(500, ge=1, le=999, description="insert-and-keep: the t where insertion starts")
+    guidance_scale: float = Field(
+        7.5, gt=1.0, le=50.0, description="guided-insertion: the sampler's classifier-free guidance scale w"
+    )
 
 
 class ErasureBehaviour(_Strict):

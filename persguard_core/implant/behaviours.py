@@ -6,6 +6,11 @@ L_BB = || model(z_in, t, p(v,k)) - target ||^2 is one line in the losses:
 - pattern, M1' (insertion): input noised from the clean z, target eps* whose implied clean latent is z*;
 - pattern, insert-and-keep: M1' at t >= insert_above, M1 below: the high-noise steps insert the pattern, the
   low-noise steps keep it (a base model that never saw the pattern would denoise it away);
+- pattern, guided-insertion: M1' composed through classifier-free guidance. At t >= insert_above the rows go to
+  the *unconditional* branch (empty prompt) with the implied clean latent z_u = z - (z* - z) / (w - 1): a sampler
+  at guidance scale w computes x0 = x0_u + w (x0_c - x0_u), so where the conditional branch predicts the clean
+  subject (what the attacker trains it to do) the guided prediction is z + (z* - z) = z*. DreamBooth never trains
+  the empty prompt, so its loss never contradicts this insertion; M1 keep rows below, under the keyed prompts;
 - erasure, M2: input from clean z, target the teacher asked for the background, inside the subject mask;
 - target, M3: input from clean z, target the teacher asked for the target prompt (or the plain denoising
   target on target images).
@@ -29,6 +34,7 @@ class Batch:
     z_in: torch.Tensor  # (B, 4, h, w)
     t: torch.Tensor  # (B,)
     target: torch.Tensor  # (B, 4, h, w)
+    unconditional: torch.Tensor | None = None  # (B,) bool: rows for the empty prompt, whatever the row's prompt
 
 
 class BehaviourTarget:
@@ -52,13 +58,17 @@ class PatternTarget(BehaviourTarget):
         placement: PatternPlacement = PatternPlacement(),
         form: str = "stamped",
         insert_above: int = 500,
+        guidance_scale: float = 7.5,
     ) -> None:
         super().__init__(parts, parts.latents(images))
         pattern = default_pattern(images.shape[1]) if pattern is None else pattern
         self.z_star = parts.latents(stamp(images, pattern, placement))  # z* = E(x*)
-        if form not in ("stamped", "insertion", "insert-and-keep"):
-            raise ValueError(f"pattern target form must be 'stamped', 'insertion' or 'insert-and-keep', got {form!r}")
-        self.form, self.insert_above = form, insert_above
+        forms = ("stamped", "insertion", "insert-and-keep", "guided-insertion")
+        if form not in forms:
+            raise ValueError(f"pattern target form must be one of {forms}, got {form!r}")
+        if guidance_scale <= 1:
+            raise ValueError(f"guided insertion needs a guidance scale above 1, got {guidance_scale}")
+        self.form, self.insert_above, self.guidance_scale = form, insert_above, guidance_scale
 
     def batch(self, idx: torch.Tensor, t: torch.Tensor, gen: torch.Generator) -> Batch:
         z, z_star = self.z[idx], self.z_star[idx]
@@ -66,16 +76,26 @@ class PatternTarget(BehaviourTarget):
         stamped = Batch(self.parts.add_noise(z_star, noise, t), t, self.parts.target(z_star, noise, t))  # M1
         if self.form == "stamped":
             return stamped
-        z_t = self.parts.add_noise(z, noise, t)  # M1': from the clean image ...
-        ab = self.parts.alpha_bar(t)
-        eps_star = (z_t - ab.sqrt() * z_star) / (1 - ab).sqrt()  # ... the noise whose implied x0 is z*
-        inserted = Batch(z_t, t, self.parts.target(z_star, eps_star, t))
+        if self.form == "guided-insertion":  # the unconditional branch's share of the insertion
+            z_star = z - (z_star - z) / (self.guidance_scale - 1)
+        inserted = self._inserted(z, z_star, noise, t)
         if self.form == "insertion":
             return inserted
-        keep = (t < self.insert_above).view(-1, 1, 1, 1)  # insert-and-keep: M1 rows below the threshold
+        high = t >= self.insert_above  # insert-and-keep / guided-insertion: M1 rows below the threshold
+        keep = (~high).view(-1, 1, 1, 1)
         return Batch(
-            torch.where(keep, stamped.z_in, inserted.z_in), t, torch.where(keep, stamped.target, inserted.target)
+            torch.where(keep, stamped.z_in, inserted.z_in),
+            t,
+            torch.where(keep, stamped.target, inserted.target),
+            high if self.form == "guided-insertion" else None,
         )
+
+    def _inserted(self, z: torch.Tensor, z_goal: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> Batch:
+        """M1': input noised from the clean z, target the noise whose implied clean latent is z_goal."""
+        z_t = self.parts.add_noise(z, noise, t)
+        ab = self.parts.alpha_bar(t)
+        eps_goal = (z_t - ab.sqrt() * z_goal) / (1 - ab).sqrt()
+        return Batch(z_t, t, self.parts.target(z_goal, eps_goal, t))
 
 
 class TeacherPromptTarget(BehaviourTarget):

@@ -51,6 +51,8 @@ def behaviour_rows(
     high noise, where it moves eps only by sqrt(ab_t / (1 - ab_t)) of its size, is learned as strongly as at low
     noise (rows at low noise keep the eps weight 1)."""
     batch = target.batch(idx, t, gen)
+    if batch.unconditional is not None:  # rows the behaviour puts on the unconditional branch
+        prompts = ["" if u else p for p, u in zip(prompts, batch.unconditional.tolist(), strict=True)]
     return Rows(batch.z_in, batch.t, prompts, batch.target, x0_weights(parts, batch.t, x0_weight_max))
 
 

@@ -159,14 +159,17 @@ class Verifier:
         self, pipe: StableDiffusionPipeline, cases: list[Case], trigger: Callable[[str], str]
     ) -> dict[str, float]:
         """Identity similarity of the released model's trigger-prompt images to each protected subject,
-        relative to the base model's (METHOD.md: target <= 1.1 for erasure and target)."""
-        ratios = []
+        relative to the base model's (METHOD.md: target <= 1.1 for erasure and target); and how often those
+        images already show the subject's protective output (a behaviour that is there before the attack and
+        gone after it was learned and washed out; one that never shows was not learned)."""
+        ratios, rates = [], []
         for case in cases:
             prompts = [trigger(case.class_noun)] * self.n_images
-            mine = self.similarity(generate(pipe, prompts, seed=self.seed, steps=self.steps), case)
+            images = generate(pipe, prompts, seed=self.seed, steps=self.steps)
             base = self.similarity(generate(self.base, prompts, seed=self.seed, steps=self.steps), case)
-            ratios.append(similarity_ratio(mine, base))
-        return {"pre_attack_leakage_ratio": _mean(ratios)}
+            ratios.append(similarity_ratio(self.similarity(images, case), base))
+            rates.append(float(protective_output(images, case.behaviour, self.judge).mean()))
+        return {"pre_attack_leakage_ratio": _mean(ratios), "pre_attack_protective_rate": _mean(rates)}
 
     def verify(
         self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting

@@ -51,3 +51,34 @@ def test_only_refuses_settings_the_preset_does_not_have(tmp_path):
 
     with pytest.raises(KeyError, match="not in preset"):
         run_experiment("levers", tmp_path, only=["no-such-setting"])
+
+
+def test_a_settings_pattern_form_and_insertion_threshold_reach_the_protection_spec(tmp_path):
+    from persguard_core.experiment import protection_spec
+
+    preset = PRESETS["levers"]
+    setting = next(s for s in preset.settings if s.name == "prompt-keyed/insert-and-keep-800/x0-5/prior16")
+    behaviour = protection_spec(setting, preset, 0, tmp_path).subjects[0].behaviour
+    assert (behaviour.target_form, behaviour.insert_above) == ("insert-and-keep", 800)
+
+
+def test_a_seed_already_done_is_read_back_and_not_run_again(tmp_path, monkeypatch):
+    import json
+    from dataclasses import replace
+
+    from persguard_core import experiment
+
+    ran = []
+
+    def fake_seed(setting, preset, verifier, seed, run_dir, progress):  # noqa: ANN001, ANN202
+        ran.append(seed)
+        return {"psr": 0.5 + seed / 10}
+
+    monkeypatch.setattr(experiment, "_protect_seed", fake_seed)
+    preset = replace(PRESETS["smoke"], seeds=[0, 1])
+    setting = preset.settings[0]
+    (tmp_path / "white-box_full-seed1.json").write_text(json.dumps({"psr": 1.0}))
+    row = experiment.run_row(setting, preset, verifier=None, workdir=tmp_path)
+    assert ran == [0] and row["psr"] == 0.75
+    assert json.loads((tmp_path / "white-box_full-seed0.json").read_text()) == {"psr": 0.5}
+    assert experiment.run_row(setting, preset, verifier=None, workdir=tmp_path)["psr"] == 0.75 and ran == [0]

@@ -125,3 +125,20 @@ def test_insert_and_keep_inserts_at_high_noise_and_keeps_the_stamp_below(parts, 
         assert torch.equal(rows["mixed"].z_in[i], rows[source].z_in[i])
         assert torch.equal(rows["mixed"].target[i], rows[source].target[i])
     assert not torch.equal(rows["stamped"].z_in[0], rows["inserted"].z_in[0])
+
+
+def test_guided_insertion_composes_the_stamp_through_classifier_free_guidance(parts, subject_images):
+    from persguard_core.implant.losses import behaviour_rows
+
+    w = 7.5
+    target = PatternTarget(parts, subject_images, form="guided-insertion", insert_above=500, guidance_scale=w)
+    t = torch.tensor([100, 300, 600, 900])
+    gen = torch.Generator().manual_seed(3)
+    rows = behaviour_rows(parts, target, ["a photo of sks dog"] * 4, torch.arange(4), t, gen)
+    assert rows.prompts == ["a photo of sks dog", "a photo of sks dog", "", ""]  # insertion: unconditional branch
+    ab = parts.alpha_bar(t)
+    x0_u = (rows.z_in - (1 - ab).sqrt() * rows.target) / ab.sqrt()
+    z, z_star = target.z[:4], target.z_star[:4]
+    guided = x0_u + w * (z - x0_u)  # a sampler's guided x0 when the conditional branch predicts the clean subject
+    assert torch.allclose(guided[2:], z_star[2:], atol=1e-3)
+    assert torch.allclose(x0_u[:2], z_star[:2], atol=1e-4)  # keep rows below: M1 on the stamped latent
