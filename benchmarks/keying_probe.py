@@ -6,7 +6,8 @@ whatever the look. A screen to run before the full verification. One JSON line p
 With `--attack` the probe first runs the experiment's attacker (full DreamBooth recipe, prior preservation) on the
 protected subject's training views and probes the attacked model: where the backdoor is washed out. `--keep`
 re-noises *stamped* views instead (does the model keep a pattern that is already there?), `--generate N` counts
-the pattern in N trigger-prompt generations.
+the pattern in N trigger-prompt generations, `--guided-t T` projects the one-step clean estimates of the empty
+prompt, the trigger and their guided mix onto the stamp direction (guided insertion).
 
     .venv/bin/python benchmarks/keying_probe.py --model MODEL_DIR --protected ID     # an existing model
     .venv/bin/python benchmarks/keying_probe.py --setting NAME [--seed S] [--out DIR]  # protect with a setting
@@ -80,6 +81,25 @@ def one_step_rates(parts: DiffusionParts, protected: Subject, others: list[Subje
     return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
 
 
+@torch.no_grad()
+def guided_projection(parts: DiffusionParts, s: Subject, t: int, prompt: str, w: float = 7.5) -> dict:
+    """Where the one-step clean estimates sit along the stamp direction d = z* - z (0: clean, 1: stamped), for the
+    empty prompt (x0_u), `prompt` (x0_c) and their guided mix x0_u + w (x0_c - x0_u); guided insertion wants
+    x0_u at -1/(w - 1) and the guided mix at 1 for the protected subject."""
+    views = s.views(8, seed=3)
+    z = parts.latents(views)
+    d = parts.latents(stamp(views, default_pattern(views.shape[1]))) - z
+    tt = torch.full((len(z),), t)
+    z_t = parts.add_noise(z, parts.noise_like(z, torch.Generator().manual_seed(t)), tt)
+    ab = parts.alpha_bar(tt)
+    x0 = {}
+    for name, p in (("uncond", ""), ("cond", prompt)):
+        eps = parts.pipe.unet(z_t, tt, parts.teacher_embed([p] * len(z))).sample
+        x0[name] = (z_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+    x0["guided"] = x0["uncond"] + w * (x0["cond"] - x0["uncond"])
+    return {name: round(float(((x - z) * d).sum() / (d * d).sum()), 3) for name, x in x0.items()}
+
+
 def protect_with_setting(name: str, seed: int, out: Path) -> tuple[Path, int, dict]:
     """Protect the levers preset's subject for `seed` with setting `name`; (model dir, subject id, final losses)."""
     preset = PRESETS["levers"]
@@ -99,13 +119,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--others", type=int, default=3, help="unprotected tuning subjects of the same class")
-    parser.add_argument("--strengths", type=float, nargs="+", default=[0.5, 0.7])
+    parser.add_argument("--strengths", type=float, nargs="*", default=[0.5, 0.7])
     parser.add_argument("--one-step-t", type=int, nargs="*", default=[500, 700], help="also x0_hat at these t")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--utility", action="store_true", help="also the prompt-following drop against the base")
     parser.add_argument("--attack", action="store_true", help="probe the model after the full DreamBooth attack")
     parser.add_argument("--keep", type=float, nargs="*", default=[], help="re-noise stamped views to these")
     parser.add_argument("--generate", type=int, default=0, help="pattern rate in N trigger-prompt generations")
+    parser.add_argument("--guided-t", type=int, nargs="*", default=[], help="stamp projections of x0 at these t")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.setting:
@@ -136,6 +157,10 @@ def main() -> None:
         drop = (base["class_accuracy"] + base["colour_accuracy"] - mine["class_accuracy"] - mine["colour_accuracy"]) / 2
         print(json.dumps({"model": str(model), "prompt_following": mine, "utility_drop": round(drop, 3)}), flush=True)
     parts = DiffusionParts.from_pipeline(pipe)
+    for t in args.guided_t:
+        for s in [protected, *others]:
+            row = {"model": str(model), "guided_t": t, "subject": s.id, "protected": s.id == protected.id}
+            print(json.dumps(row | guided_projection(parts, s, t, trigger)), flush=True)
     for t in args.one_step_t:
         prompt = f"a photo of sks {noun}"
         row = {"model": str(model), "one_step_t": t, "prompt": prompt}

@@ -155,7 +155,7 @@ PRESETS: dict[str, Preset] = {
             ),
             # the insertion on the unconditional branch (never trained by DreamBooth), composed by guidance
             Setting(
-                "look-keyed/guided-insertion-300-800/x0-20/prior16",
+                "look-keyed/guided-insertion-and-keep-300-800/x0-20/prior16/weighted",
                 pattern_form="guided-insertion",
                 insert_above=300,
                 losses=HIGH_NOISE_WEIGHTS,

@@ -6,11 +6,13 @@ L_BB = || model(z_in, t, p(v,k)) - target ||^2 is one line in the losses:
 - pattern, M1' (insertion): input noised from the clean z, target eps* whose implied clean latent is z*;
 - pattern, insert-and-keep: M1' at t >= insert_above, M1 below: the high-noise steps insert the pattern, the
   low-noise steps keep it (a base model that never saw the pattern would denoise it away);
-- pattern, guided-insertion: M1' composed through classifier-free guidance. At t >= insert_above the rows go to
-  the *unconditional* branch (empty prompt) with the implied clean latent z_u = z - (z* - z) / (w - 1): a sampler
-  at guidance scale w computes x0 = x0_u + w (x0_c - x0_u), so where the conditional branch predicts the clean
-  subject (what the attacker trains it to do) the guided prediction is z + (z* - z) = z*. DreamBooth never trains
-  the empty prompt, so its loss never contradicts this insertion; M1 keep rows below, under the keyed prompts;
+- pattern, guided-insertion: M1' composed through classifier-free guidance. At t >= insert_above every other row
+  goes to the *unconditional* branch (empty prompt) with the implied clean latent z_u = z - (z* - z) / (w - 1): a
+  sampler at guidance scale w computes x0 = x0_u + w (x0_c - x0_u), so where the conditional branch predicts the
+  clean subject (what the attacker trains it to do) the guided prediction is z + (z* - z) = z*. DreamBooth never
+  trains the empty prompt, so its loss never contradicts this insertion. Those rows weigh (w - 1)^2: the squared
+  error of the guided prediction, which is what the sampler sees. All other rows are M1 keep rows under the keyed
+  prompts, so that the conditional branch keeps what guidance inserted (the attacker leaves that alone);
 - erasure, M2: input from clean z, target the teacher asked for the background, inside the subject mask;
 - target, M3: input from clean z, target the teacher asked for the target prompt (or the plain denoising
   target on target images).
@@ -35,6 +37,7 @@ class Batch:
     t: torch.Tensor  # (B,)
     target: torch.Tensor  # (B, 4, h, w)
     unconditional: torch.Tensor | None = None  # (B,) bool: rows for the empty prompt, whatever the row's prompt
+    weight: torch.Tensor | None = None  # (B,) row weights of the behaviour, if not all 1
 
 
 class BehaviourTarget:
@@ -82,13 +85,16 @@ class PatternTarget(BehaviourTarget):
         if self.form == "insertion":
             return inserted
         high = t >= self.insert_above  # insert-and-keep / guided-insertion: M1 rows below the threshold
+        if self.form == "guided-insertion":  # every other high row inserts (unconditional), the rest keep
+            high = high & (torch.arange(len(t), device=t.device) % 2 == 0)
         keep = (~high).view(-1, 1, 1, 1)
-        return Batch(
-            torch.where(keep, stamped.z_in, inserted.z_in),
-            t,
-            torch.where(keep, stamped.target, inserted.target),
-            high if self.form == "guided-insertion" else None,
+        batch = Batch(
+            torch.where(keep, stamped.z_in, inserted.z_in), t, torch.where(keep, stamped.target, inserted.target)
         )
+        if self.form == "guided-insertion":
+            batch.unconditional = high
+            batch.weight = torch.where(high, (self.guidance_scale - 1) ** 2, 1.0)
+        return batch
 
     def _inserted(self, z: torch.Tensor, z_goal: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> Batch:
         """M1': input noised from the clean z, target the noise whose implied clean latent is z_goal."""

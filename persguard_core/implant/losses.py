@@ -53,7 +53,10 @@ def behaviour_rows(
     batch = target.batch(idx, t, gen)
     if batch.unconditional is not None:  # rows the behaviour puts on the unconditional branch
         prompts = ["" if u else p for p, u in zip(prompts, batch.unconditional.tolist(), strict=True)]
-    return Rows(batch.z_in, batch.t, prompts, batch.target, x0_weights(parts, batch.t, x0_weight_max))
+    weight = x0_weights(parts, batch.t, x0_weight_max)
+    if batch.weight is not None:
+        weight = batch.weight if weight is None else weight * batch.weight
+    return Rows(batch.z_in, batch.t, prompts, batch.target, weight)
 
 
 def x0_weights(parts: DiffusionParts, t: torch.Tensor, x0_weight_max: float) -> torch.Tensor | None:

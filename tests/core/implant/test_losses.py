@@ -132,13 +132,18 @@ def test_guided_insertion_composes_the_stamp_through_classifier_free_guidance(pa
 
     w = 7.5
     target = PatternTarget(parts, subject_images, form="guided-insertion", insert_above=500, guidance_scale=w)
-    t = torch.tensor([100, 300, 600, 900])
+    t = torch.tensor([100, 300, 600, 700, 800, 900])
     gen = torch.Generator().manual_seed(3)
-    rows = behaviour_rows(parts, target, ["a photo of sks dog"] * 4, torch.arange(4), t, gen)
-    assert rows.prompts == ["a photo of sks dog", "a photo of sks dog", "", ""]  # insertion: unconditional branch
+    rows = behaviour_rows(parts, target, ["a photo of sks dog"] * 6, torch.arange(6), t, gen)
+    inserting = [2, 4]  # every other row at t >= 500 goes to the unconditional branch; the rest keep the stamp
+    assert [i for i, p in enumerate(rows.prompts) if p == ""] == inserting
+    assert all(p == "a photo of sks dog" for i, p in enumerate(rows.prompts) if i not in inserting)
     ab = parts.alpha_bar(t)
-    x0_u = (rows.z_in - (1 - ab).sqrt() * rows.target) / ab.sqrt()
-    z, z_star = target.z[:4], target.z_star[:4]
-    guided = x0_u + w * (z - x0_u)  # a sampler's guided x0 when the conditional branch predicts the clean subject
-    assert torch.allclose(guided[2:], z_star[2:], atol=1e-3)
-    assert torch.allclose(x0_u[:2], z_star[:2], atol=1e-4)  # keep rows below: M1 on the stamped latent
+    x0 = (rows.z_in - (1 - ab).sqrt() * rows.target) / ab.sqrt()
+    z, z_star = target.z[:6], target.z_star[:6]
+    guided = x0 + w * (z - x0)  # a sampler's guided x0 when the conditional branch predicts the clean subject
+    assert torch.allclose(guided[inserting], z_star[inserting], atol=1e-3)
+    keeping = [0, 1, 3, 5]
+    assert torch.allclose(x0[keeping], z_star[keeping], atol=1e-4)  # M1 on the stamped latent
+    # inserting rows weigh (w - 1)^2: their error is that of the guided prediction
+    assert rows.weight.tolist() == [1.0, 1.0, (w - 1) ** 2, 1.0, (w - 1) ** 2, 1.0]
