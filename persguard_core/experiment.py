@@ -77,6 +77,21 @@ LOOK_600_900 = Training(learning_rate=3e-4, behaviour_prompts="any", behaviour_t
 
 HIGH_NOISE_WEIGHTS = LossWeights(prior=5.0, retention=0.0, release=0.0)
 HIGH_NOISE_TRAINING = Training(learning_rate=3e-4, behaviour_x0_weight_max=5.0, prior_batch_size=16)
+SIMULATED_16 = {"inner_steps": 16, "inner_learning_rate": 1.5e-4}  # M6 unrolls at the real attack's lr
+
+
+def _high_noise(
+    name: str, *, form: str = "insert-and-keep", insert_above: int = 800, retention: float = 0.0, **training: object
+) -> Setting:
+    """A session-3 lever: prompt-keyed insert-and-keep above t = 800 (HIGH_NOISE_WEIGHTS, HIGH_NOISE_TRAINING),
+    with this form, threshold, M6 weight and the given fields of `training` replaced."""
+    return Setting(
+        name,
+        pattern_form=form,
+        insert_above=insert_above,
+        losses=HIGH_NOISE_WEIGHTS.model_copy(update={"retention": retention}),
+        training=HIGH_NOISE_TRAINING.model_copy(update=training),
+    )
 
 
 def _look_keyed(name: str, form: str, *, retention: float = 0.3, release: float = 0.0, **training: object) -> Setting:
@@ -132,49 +147,27 @@ PRESETS: dict[str, Preset] = {
             ),
             _look_keyed("look-keyed/insertion-300-800", "insertion", release=0.3, behaviour_timesteps=(300, 800)),
             # session 3: insertion only where the attacker's loss barely presses (t >= 800), kept below
-            Setting(
-                "prompt-keyed/insert-and-keep-800/x0-5/prior16",
-                pattern_form="insert-and-keep",
-                insert_above=800,
-                losses=HIGH_NOISE_WEIGHTS,
-                training=HIGH_NOISE_TRAINING,
-            ),
-            Setting(
-                "prompt-keyed/insert-and-keep-800/x0-20/600-steps",
-                pattern_form="insert-and-keep",
-                insert_above=800,
-                losses=HIGH_NOISE_WEIGHTS,
-                training=HIGH_NOISE_TRAINING.model_copy(update={"behaviour_x0_weight_max": 20.0, "steps": 600}),
-            ),
-            Setting(
-                "prompt-keyed/insert-and-keep-800/x0-5/prior16/retention-k16",
-                pattern_form="insert-and-keep",
-                insert_above=800,
-                losses=HIGH_NOISE_WEIGHTS.model_copy(update={"retention": 0.3}),
-                training=HIGH_NOISE_TRAINING.model_copy(update={"inner_steps": 16, "inner_learning_rate": 1.5e-4}),
+            _high_noise("prompt-keyed/insert-and-keep-800/x0-5/prior16"),
+            _high_noise("prompt-keyed/insert-and-keep-800/x0-20/600-steps", behaviour_x0_weight_max=20.0, steps=600),
+            _high_noise("prompt-keyed/insert-and-keep-800/x0-5/prior16/retention-k16", retention=0.3, **SIMULATED_16),
+            _high_noise(
+                "prompt-keyed/insert-and-keep-800/x0-5/prior16/retention-k16-w1", retention=1.0, **SIMULATED_16
             ),
             # the insertion on the unconditional branch (never trained by DreamBooth), composed by guidance
-            Setting(
+            _high_noise(
                 "look-keyed/guided-insertion-and-keep-300-800/x0-20/prior16/weighted",
-                pattern_form="guided-insertion",
+                form="guided-insertion",
                 insert_above=300,
-                losses=HIGH_NOISE_WEIGHTS,
-                training=HIGH_NOISE_TRAINING.model_copy(
-                    update={
-                        "behaviour_prompts": "any",
-                        "behaviour_timesteps": (0, 800),
-                        "behaviour_x0_weight_max": 20.0,
-                    }
-                ),
+                behaviour_prompts="any",
+                behaviour_timesteps=(0, 800),
+                behaviour_x0_weight_max=20.0,
             ),
-            Setting(
+            _high_noise(
                 "prompt-keyed/insert-and-keep-800/activation-only-k64",
-                pattern_form="insert-and-keep",
-                insert_above=800,
-                losses=HIGH_NOISE_WEIGHTS.model_copy(update={"retention": 1.0}),
-                training=HIGH_NOISE_TRAINING.model_copy(
-                    update={"activation_only": True, "inner_steps": 64, "inner_learning_rate": 1.5e-4}
-                ),
+                retention=1.0,
+                activation_only=True,
+                inner_steps=64,
+                inner_learning_rate=1.5e-4,
             ),
         ],
         seeds=[0, 1],
