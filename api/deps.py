@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ProblemError
+from api.reads import Reads
 from common.db import SessionFactory
 from common.jobs import JobRunner
 from common.keys import authenticate
@@ -33,9 +34,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         yield session
 
 
-async def get_session_factory(request: Request) -> SessionFactory:
-    """For handlers that open their session inside the worker thread they hop to (see api/routes/jobs.py)."""
-    return request.app.state.session_factory
+async def get_reads(request: Request) -> Reads:
+    """For hot read-only handlers: their queries, batched onto a thread of their own (see api/reads.py)."""
+    return request.app.state.reads
 
 
 async def get_settings(request: Request) -> Settings:
@@ -51,7 +52,7 @@ async def get_runner(request: Request) -> JobRunner:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-SessionFactoryDep = Annotated[SessionFactory, Depends(get_session_factory)]
+ReadsDep = Annotated[Reads, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
@@ -87,9 +88,10 @@ def _lookup_principal(session_factory: SessionFactory, key: str) -> Principal:
         return Principal(key_id=row.id, tenant_id=row.tenant_id, role=Role(row.role))
 
 
-async def get_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Principal:
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def get_principal(request: Request, credentials: BearerDep) -> Principal:
     """The caller's key, from the auth cache or the database; 401 if missing, unknown or revoked.
 
     `async`, so that a cache hit costs no hop to a worker thread; only a miss queries the database, in one, with
@@ -109,11 +111,15 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
-    """A dependency that lets only `roles` through (403 with the roles that may call, otherwise)."""
+def require_roles(*roles: Role) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
+    """A dependency that lets only `roles` through (403 with the roles that may call, otherwise).
+
+    It reads the key itself instead of depending on `get_principal`: every dependency FastAPI resolves costs CPU on
+    each request, and the role-checked endpoints include the hottest one (GET /v1/jobs/{id})."""
     allowed = ", ".join(roles)
 
-    async def check(principal: PrincipalDep) -> Principal:
+    async def check(request: Request, credentials: BearerDep) -> Principal:
+        principal = await get_principal(request, credentials)
         if principal.role not in roles:
             raise ProblemError(
                 403,

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from api.auth_cache import AuthCache
 from api.errors import install_problem_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.reads import Reads
 from api.routes import checkpoints, files, health, jobs, models, protections, subjects
 from api.upload_guard import UploadGuard
 from common.db import SessionFactory, make_engine, make_session_factory
@@ -75,6 +76,7 @@ def create_app(
         session_factory = make_session_factory(engine)
     storage = storage or storage_from_settings(settings)
     runner = runner or default_runner(settings, session_factory, storage)
+    reads = Reads(engine or session_factory.kw["bind"])
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +85,7 @@ def create_app(
             if resumed:
                 log.info("resumed %d queued jobs", resumed)
         yield
+        reads.shutdown()
         runner.shutdown()
         if engine is not None:
             engine.dispose()
@@ -92,11 +95,15 @@ def create_app(
         version="1",
         summary="Register subjects, protect them in a text-to-image model, download protected checkpoints.",
         lifespan=lifespan,
+        # Observability is the Prometheus registry (api/metrics.py). FastAPI's native OpenTelemetry bridge, which no
+        # deployment configures, would look up the global OpenTelemetry providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.session_factory = session_factory
     app.state.storage = storage
     app.state.runner = runner
+    app.state.reads = reads
     app.state.metrics = Metrics(session_factory)
     app.state.auth_cache = AuthCache(settings.auth_cache_ttl_s)
 

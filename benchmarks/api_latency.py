@@ -15,7 +15,8 @@ of training in the API process (the in-process runner would start a CPU-heavy jo
 benchmark refuses a database that is not empty, and empties it (FLUSHDB) when it ends. Needs a reachable Redis.
 
 Server CPU is user + system time of the uvicorn processes (workers included) over a phase, divided by its
-requests; the load generator is excluded. On a shared machine it is the figure to compare between runs.
+requests; the load generator is excluded (its own CPU per request is printed beside it). On a shared machine it is
+the figure to compare between runs.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/api_latency.py [--submits 100] [--seconds 5] [--concurrency 16]
         [--workers 1] [--http auto|h11|httptools] [--loop auto|asyncio|uvloop] [--broker-url redis://127.0.0.1:6379/12]
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import secrets
 import socket
@@ -173,23 +175,27 @@ def _submit_protections(client: httpx.Client, subject_ids: list[str]) -> tuple[l
     return latencies, job_id
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Reads one HTTP/1.1 response with a Content-Length body; returns its status."""
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Reads one whole HTTP/1.1 response with a Content-Length body; returns its status and body."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-    await reader.readexactly(length)
-    return int(lines[0].split(" ", 2)[1])
+    return int(lines[0].split(" ", 2)[1]), await reader.readexactly(length)
 
 
-async def _status_client(port: int, request: bytes, stop: float) -> tuple[int, int]:
-    """One keep-alive connection sending `request` until `stop`; returns (responses, non-200 responses)."""
+CHECK_EVERY = 50  # every 50th body of a connection (its first included) is parsed and checked
+
+
+async def _status_client(port: int, request: bytes, job_id: str, stop: float) -> tuple[int, int]:
+    """One keep-alive connection sending `request` until `stop`; returns (responses, bad responses): not 200, or a
+    sampled body that is not the job's JSON."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     done = errors = 0
     try:
         while time.monotonic() < stop:
             writer.write(request)
-            errors += await _read_response(reader) != 200
+            status, body = await _read_response(reader)
+            errors += status != 200 or (done % CHECK_EVERY == 0 and json.loads(body).get("id") != job_id)
             done += 1
     finally:
         writer.close()
@@ -198,14 +204,15 @@ async def _status_client(port: int, request: bytes, stop: float) -> tuple[int, i
 
 
 async def _status_load(port: int, key: str, job_id: str, seconds: float, concurrency: int) -> tuple[int, int]:
-    """GET /v1/jobs/{id} from `concurrency` connections for `seconds`. A bare HTTP/1.1 client on asyncio streams:
-    it costs the shared CPUs several times less per request than httpx, which would be the bottleneck."""
+    """GET /v1/jobs/{id} from `concurrency` connections for `seconds`. A bare HTTP/1.1 client on asyncio streams,
+    one request in flight per connection (no pipelining, like real clients): it costs the shared CPUs about a tenth
+    of what the server spends per request, several times less than httpx, which would be the bottleneck."""
     request = (
         f"GET /v1/jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
         "Accept: application/json\r\n\r\n"
     ).encode()
     stop = time.monotonic() + seconds
-    results = await asyncio.gather(*(_status_client(port, request, stop) for _ in range(concurrency)))
+    results = await asyncio.gather(*(_status_client(port, request, job_id, stop) for _ in range(concurrency)))
     return sum(done for done, _ in results), sum(errors for _, errors in results)
 
 
@@ -242,9 +249,10 @@ def main() -> int:
                 cpu_before = _cpu_seconds(server.pid)
                 submit, job_id = _submit_protections(client, subject_ids)
                 submit_cpu = _cpu_seconds(server.pid) - cpu_before
-            cpu_before = _cpu_seconds(server.pid)
+            cpu_before, client_before = _cpu_seconds(server.pid), time.process_time()
             done, errors = asyncio.run(_status_load(port, key, job_id, args.seconds, args.concurrency))
             status_cpu = _cpu_seconds(server.pid) - cpu_before
+            client_cpu = time.process_time() - client_before
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -274,6 +282,7 @@ def main() -> int:
             f"status GET server CPU: {per_request:.2f} ms per request, so one worker process on a free core "
             f"serves about {1000 / per_request:.0f} requests/s (load generator excluded)"
         )
+        print(f"status GET load generator CPU: {client_cpu / done * 1000:.2f} ms per request (it shares the cores)")
     return 0 if errors == 0 else 1
 
 

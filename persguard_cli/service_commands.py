@@ -1,7 +1,7 @@
 """Service subcommands (serve, worker, beat, admin). Heavy imports happen inside the handlers.
 
 Operators and CI smoke tests script against these, so their names, options and output stay stable:
-  persguard serve [--host H] [--port P]
+  persguard serve [--host H] [--port P] [--workers N]
   persguard worker [--queues gpu] [--concurrency 1] [--pool prefork] [--name NAME]
   persguard beat                                             (scheduler + the `default` queue's worker)
   persguard admin create-tenant NAME
@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--no-migrate", action="store_true", help="do not upgrade the database schema at start")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="API processes (default 1; one per core, needs PERSGUARD_BROKER_URL)"
+    )
     serve.set_defaults(handler=_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker for GPU jobs (needs PERSGUARD_BROKER_URL)")
@@ -78,10 +81,23 @@ def _serve(args: argparse.Namespace) -> int:
     from common.migrate import upgrade
     from common.settings import get_settings
 
+    settings = get_settings()
+    if args.workers < 1:
+        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
+    if args.workers > 1 and not settings.broker_url:
+        print(
+            "error: --workers > 1 needs PERSGUARD_BROKER_URL (e.g. redis://127.0.0.1:6379/0): without a broker "
+            "each API process would run jobs itself",
+            file=sys.stderr,
+        )
+        return 2
     _setup_logging()
     if not args.no_migrate:
-        upgrade(get_settings().database_url)
-    uvicorn.run("api.main:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+        upgrade(settings.database_url)
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=args.host, port=args.port, workers=args.workers, log_level="info"
+    )
     return 0
 
 

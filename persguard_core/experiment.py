@@ -48,8 +48,8 @@ class Setting:
     behaviour: str = "pattern"  # pattern / erasure / target
     method: str = "persguard"  # or "anti-dreambooth": the data-level baseline (ASPL) on the base model
     n_subjects: int = 1  # protected subjects in one model (classes cycle); behaviour "mixed" cycles behaviours
-    pattern_form: str = "stamped"  # M1 "stamped" or M1' "insertion"
-    insert_above: int = 500  # insert-and-keep: M1' at t >= this, M1 below
+    pattern_form: str = "stamped"  # PatternBehaviour.target_form: stamped (M1), insertion (M1'), insert-and-keep, ...
+    insert_above: int = 500  # insert-and-keep / guided-insertion: M1' at t >= this, M1 below
     knowledge: str = "white-box"  # white-box / gray-box / black-box
     attack: str = "full"  # a recipe name of persguard_core.attacker.RECIPES
     attack_steps: int | None = None  # None: the recipe's

@@ -69,7 +69,7 @@ class PatternTarget(BehaviourTarget):
         forms = ("stamped", "insertion", "insert-and-keep", "guided-insertion")
         if form not in forms:
             raise ValueError(f"pattern target form must be one of {forms}, got {form!r}")
-        if guidance_scale <= 1:
+        if form == "guided-insertion" and guidance_scale <= 1:
             raise ValueError(f"guided insertion needs a guidance scale above 1, got {guidance_scale}")
         self.form, self.insert_above, self.guidance_scale = form, insert_above, guidance_scale
 

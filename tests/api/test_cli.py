@@ -9,6 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from common.keys import parse_prefix
 
 
@@ -37,17 +39,30 @@ def test_admin_reports_a_missing_tenant_on_stderr(tmp_path: Path) -> None:
     assert result.returncode == 1 and result.stdout == "" and "no tenant named 'ghost'" in result.stderr
 
 
-def test_serve_answers_health_checks_with_embedded_defaults(tmp_path: Path) -> None:
+def test_serve_refuses_several_processes_without_a_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PERSGUARD_BROKER_URL", raising=False)
+    result = _persguard("serve", "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "needs PERSGUARD_BROKER_URL" in result.stderr
+    assert not (tmp_path / "var").exists(), "nothing created"
+
+
+@pytest.mark.parametrize(
+    ("workers", "env"),
+    [("1", {}), ("2", {"PERSGUARD_BROKER_URL": "redis://127.0.0.1:6379/13"})],
+    ids=["embedded", "two-processes-with-a-broker"],
+)
+def test_serve_answers_health_checks(tmp_path: Path, workers: str, env: dict[str, str]) -> None:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "persguard_cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "persguard_cli.main", "serve", "--port", str(port), "--workers", workers],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
     )
     try:
         deadline = time.monotonic() + 30

@@ -1,12 +1,13 @@
 """The fast paths of the hottest endpoints answer exactly as the general ones (issue #4, section 7).
 
-GET /v1/jobs/{id} reads one Core query instead of ORM objects, POST /v1/protections builds its answer without
-loading the new job's relations, and a cached key skips the database: same bodies, same scoping, same last-used
-time, and a broker that cannot be reached at startup only costs a warning.
+GET /v1/jobs/{id} reads one Core query instead of ORM objects, batched with the other reads of its event-loop turn,
+POST /v1/protections builds its answer without loading the new job's relations, and a cached key skips the database:
+same bodies, same scoping, same last-used time, and a broker that cannot be reached at startup only costs a warning.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -15,11 +16,14 @@ from typing import Any
 
 import pytest
 from api_testkit import ApiEnv, make_subject, protect
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from api.deps import Principal
 from api.main import warm_up_broker
+from api.reads import Reads
 from api.services.jobs import get_visible_job, job_out
+from common.db import make_engine
 from common.jobs.queue import make_celery
 from common.keys import parse_prefix
 from common.models import ApiKey, Checkpoint, ProtectionJob, Role, utcnow
@@ -132,3 +136,33 @@ def test_warming_up_an_unreachable_broker_only_warns(caplog: pytest.LogCaptureFi
     finally:
         celery.close()
     assert "could not warm up the broker connection" in caplog.text
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_batch_of_reads_shares_a_connection_and_answers_each_read_on_its_own(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    engine = make_engine(request.getfixturevalue(f"{backend}_database"))
+    reads = Reads(engine)
+
+    def number(connection: Connection, n: int) -> tuple[int, int]:
+        return connection.execute(text("SELECT :n"), {"n": n}).scalar_one(), id(connection.connection.dbapi_connection)
+
+    def broken(connection: Connection) -> None:
+        connection.execute(text("SELECT * FROM no_such_table"))
+
+    async def batch_then_more() -> tuple[list[Any], tuple[int, int]]:
+        gone = asyncio.ensure_future(reads.run(number, 0))
+        batch = asyncio.gather(reads.run(number, 1), reads.run(broken), reads.run(number, 2), return_exceptions=True)
+        await asyncio.sleep(0)
+        gone.cancel()  # its request went away while the read thread had it: the others are still answered
+        return await batch, await reads.run(number, 3)
+
+    try:
+        (one, failed, two), (three, _) = asyncio.run(batch_then_more())
+    finally:
+        reads.shutdown()
+        engine.dispose()
+    assert isinstance(failed, DBAPIError)
+    assert not isinstance(two, Exception), two  # on Postgres, the aborted transaction did not fail the read after it
+    assert (one[0], two[0], three) == (1, 2, 3) and one[1] == two[1]  # one batch, one connection
