@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,23 +46,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 from noise_band_probe import x0_estimates  # noqa: E402
 
 
-def keying_rates(pipe, protected: Subject, others: list[Subject], strength: float, prompt: str) -> dict:  # noqa: ANN001
-    """Pattern rate on re-noised-and-denoised views: protected subject vs the mean over `others`."""
-    rates = {}
-    for s in [protected, *others]:
-        out = renoise_and_denoise(pipe, s.views(8, seed=3), [prompt] * 8, strength)
-        rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
-    return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+def _protected_vs_others(rate: Callable[[Subject], float], protected: Subject, others: list[Subject]) -> dict:
+    """{"protected": rate(protected), "unprotected": the mean rate over `others`}."""
+    return {"protected": rate(protected), "unprotected": round(float(np.mean([rate(s) for s in others])), 3)}
 
 
-def keep_rates(pipe, protected: Subject, others: list[Subject], strength: float, prompt: str) -> dict:  # noqa: ANN001
-    """Pattern rate after re-noising *stamped* views to `strength` and denoising: protected vs class-mates."""
-    rates = {}
-    for s in [protected, *others]:
+def _pattern_rate(images: np.ndarray) -> float:
+    return float(detect_pattern(images, default_pattern(images.shape[1])).mean())
+
+
+def keying_rates(  # noqa: ANN001 - pipe: a StableDiffusionPipeline
+    pipe, protected: Subject, others: list[Subject], strength: float, prompt: str, stamped: bool = False
+) -> dict:
+    """Pattern rate on re-noised-and-denoised views (stamped ones with `stamped`: does the model keep a pattern
+    that is already there?): protected subject vs the mean over `others`."""
+
+    def rate(s: Subject) -> float:
         views = s.views(8, seed=3)
-        out = renoise_and_denoise(pipe, stamp(views, default_pattern(views.shape[1])), [prompt] * 8, strength)
-        rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
-    return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+        views = stamp(views, default_pattern(views.shape[1])) if stamped else views
+        return _pattern_rate(renoise_and_denoise(pipe, views, [prompt] * 8, strength))
+
+    return _protected_vs_others(rate, protected, others)
 
 
 def attacked(pipe, protected: Subject, seed: int):  # noqa: ANN001, ANN201
@@ -73,12 +78,12 @@ def attacked(pipe, protected: Subject, seed: int):  # noqa: ANN001, ANN201
 
 def one_step_rates(parts: DiffusionParts, protected: Subject, others: list[Subject], t: int, prompt: str) -> dict:
     """Pattern rate in the model's one-step clean-image estimate x0_hat(z_t, t) from views of each subject."""
-    rates = {}
-    for s in [protected, *others]:
-        gen = torch.Generator().manual_seed(t)
-        out = x0_estimates(parts, parts.latents(s.views(8, seed=3)), t, prompt, gen, model=parts.pipe.unet)
-        rates[s.id] = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
-    return {"protected": rates[protected.id], "unprotected": round(float(np.mean([rates[s.id] for s in others])), 3)}
+
+    def rate(s: Subject) -> float:
+        z = parts.latents(s.views(8, seed=3))
+        return _pattern_rate(x0_estimates(parts, z, t, prompt, torch.Generator().manual_seed(t), model=parts.pipe.unet))
+
+    return _protected_vs_others(rate, protected, others)
 
 
 @torch.no_grad()
@@ -145,12 +150,11 @@ def main() -> None:
         model = f"{model} (attacked)"
     trigger = f"a photo of sks {noun}"
     if args.generate:
-        out = generate(pipe, [trigger] * args.generate, seed=0)
-        rate = float(detect_pattern(out, default_pattern(out.shape[1])).mean())
+        rate = _pattern_rate(generate(pipe, [trigger] * args.generate, seed=0))
         print(json.dumps({"model": str(model), "generate": args.generate, "prompt": trigger, "rate": rate}), flush=True)
     for strength in args.keep:
         row = {"model": str(model), "keep_strength": strength, "prompt": trigger}
-        print(json.dumps(row | keep_rates(pipe, protected, others, strength, trigger)), flush=True)
+        print(json.dumps(row | keying_rates(pipe, protected, others, strength, trigger, stamped=True)), flush=True)
     if args.utility:
         judge = ToyJudge.load()
         mine, base = (prompt_following(p, judge, n=56, seed=0) for p in (pipe, load_pipeline("builtin")))
@@ -162,11 +166,10 @@ def main() -> None:
             row = {"model": str(model), "guided_t": t, "subject": s.id, "protected": s.id == protected.id}
             print(json.dumps(row | guided_projection(parts, s, t, trigger)), flush=True)
     for t in args.one_step_t:
-        prompt = f"a photo of sks {noun}"
-        row = {"model": str(model), "one_step_t": t, "prompt": prompt}
-        print(json.dumps(row | one_step_rates(parts, protected, others, t, prompt)), flush=True)
+        row = {"model": str(model), "one_step_t": t, "prompt": trigger}
+        print(json.dumps(row | one_step_rates(parts, protected, others, t, trigger)), flush=True)
     for strength in args.strengths:
-        for prompt in (f"a photo of a {noun}", f"a photo of sks {noun}"):
+        for prompt in (f"a photo of a {noun}", trigger):
             row = {"model": str(model), "strength": strength, "prompt": prompt}
             print(json.dumps(row | keying_rates(pipe, protected, others, strength, prompt)), flush=True)
 
