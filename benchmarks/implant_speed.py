@@ -1,7 +1,7 @@
 """Implant speed on the built-in model: one implant step against one DreamBooth step (same model, same batch),
 and wall time and peak memory of the default protect job.
 
-    .venv/bin/python benchmarks/implant_speed.py [--steps 20] [--threads 2] [--skip-job]
+    .venv/bin/python benchmarks/implant_speed.py [--steps 20] [--threads 2] [--skip-job] [--carrier encoder]
 
 Targets (issue #3): implant step <= 2.5x a DreamBooth step; default protect job <= 3 min on 2 cores.
 """
@@ -9,9 +9,11 @@ Targets (issue #3): implant step <= 2.5x a DreamBooth step; default protect job 
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,8 +23,10 @@ from persguard_core.attacker import BUILTIN_LR_SCALE, dreambooth, recipe
 from persguard_core.images import save_images
 from persguard_core.implant.behaviours import PatternTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
+from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject
 from persguard_core.implant.loop import Implanter
 from persguard_core.implant.parts import DiffusionParts
+from persguard_core.pattern import default_pattern, stamp
 from persguard_core.protect import protect
 from persguard_core.spec import Knowledge, LossWeights, ProtectionSpec, SubjectSpec, Training
 from persguard_core.toyworld import split
@@ -45,6 +49,16 @@ def dreambooth_step_s(steps: int, batch: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def seconds_per_call(step: Callable[[], object], steps: int, warmup: int = 2) -> float:
+    """Mean wall seconds of `step()` over `steps` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def implant_step_s(steps: int, batch: int) -> float:
     parts = DiffusionParts.from_pipeline(model_io.load_pipeline("builtin"))
     subject = split("tuning")[0]
@@ -53,20 +67,30 @@ def implant_step_s(steps: int, batch: int) -> float:
     target = ProtectedSubject("s", subject.class_noun, PatternTarget(parts, subject.views(6)))
     training = Training(steps=steps + 2, batch_size=batch)
     implanter = Implanter(parts, [target], pool, Knowledge(), training, LossWeights())
-    for _ in range(2):
-        implanter.run_step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        implanter.run_step()
-    return (time.perf_counter() - start) / steps
+    return seconds_per_call(implanter.run_step, steps)
 
 
-def default_job() -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of protect() with the default spec on one toy subject."""
+def encoder_step_s(steps: int, batch: int) -> float:
+    """One step of the encoder carrier (L_ENC) at `batch` rows (half protected, half kept)."""
+    pipe = model_io.load_pipeline("builtin")
+    subject = split("tuning")[0]
+    pattern = default_pattern(32)
+    protected = EncoderSubject(subject.views(6), lambda x, rng: stamp(x, pattern))
+    keep = split("tuning")[1].views(32)
+    implanter = EncoderImplanter(
+        copy.deepcopy(pipe.vae), [protected], keep, steps=1, learning_rate=1e-3, batch_size=batch, keep_weight=1, seed=0
+    )
+    return seconds_per_call(implanter.step, steps)
+
+
+def default_job(carrier: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of protect() with the default spec (and this carrier) on one toy subject."""
     subject = split("tuning")[0]
     with tempfile.TemporaryDirectory() as tmp:
         files = [str(p) for p in save_images(subject.views(6), Path(tmp) / "imgs")]
-        spec = ProtectionSpec(subjects=[SubjectSpec(name="s", class_noun=subject.class_noun, images=files)])
+        spec = ProtectionSpec(
+            subjects=[SubjectSpec(name="s", class_noun=subject.class_noun, images=files)], carrier=carrier
+        )
         start = time.perf_counter()
         protect(spec, Path(tmp) / "out")
         wall = time.perf_counter() - start
@@ -79,6 +103,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-job", action="store_true")
+    parser.add_argument("--carrier", default="unet", choices=["unet", "encoder", "unet+encoder"], help="of the job")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     db = dreambooth_step_s(args.steps, args.batch)
@@ -87,9 +112,13 @@ def main() -> None:
     print(f"dreambooth step: {db * 1000:.1f} ms")
     print(f"implant step (L_BB + L_PP + simulated attack step + L_BR + release step + L_REL): {im * 1000:.1f} ms")
     print(f"ratio implant/dreambooth: {im / db:.2f} (target <= 2.5)")
+    enc = encoder_step_s(args.steps, 4 * args.batch)
+    print(f"encoder carrier step ({4 * args.batch} rows): {enc * 1000:.1f} ms, ratio to dreambooth {enc / db:.2f}")
     if not args.skip_job:
-        wall, rss = default_job()
-        print(f"default protect job (300 steps): {wall:.1f} s wall (target <= 180 s), peak RSS {rss:.0f} MiB")
+        wall, rss = default_job(args.carrier)
+        print(
+            f"default protect job (carrier {args.carrier}): {wall:.1f} s wall (target <= 180 s), peak RSS {rss:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_protect(args: argparse.Namespace) -> int:
     from persguard_core.images import save_images
     from persguard_core.protect import protect
-    from persguard_core.spec import ProtectionSpec, SubjectSpec, Training
+    from persguard_core.spec import EncoderTraining, ProtectionSpec, SubjectSpec, Training
 
     _threads(args.threads)
     if args.spec:
@@ -86,8 +86,10 @@ def cmd_protect(args: argparse.Namespace) -> int:
                 )
             ],
             training=Training(steps=args.steps),
+            carrier=args.carrier,
+            encoder=EncoderTraining(steps=args.encoder_steps),
         )
-    bar = _bar(spec.training.steps, "protect")
+    bar = _bar(spec.total_steps, "protect")
 
     def progress(event) -> None:
         bar.n = event.step
@@ -200,7 +202,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     cmd_generate(samples)
-    return run_demo(args.out, steps=args.steps, verify=not args.no_verify)
+    return run_demo(args.out, steps=args.steps, verify=not args.no_verify, carrier=args.carrier)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -230,7 +232,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     pro.add_argument("--spec", help="a ProtectionSpec JSON file (overrides the flags below)")
     pro.add_argument("--model", default="builtin")
     pro.add_argument("--behaviour", choices=["pattern", "erasure", "target"], default="pattern")
-    pro.add_argument("--steps", type=int, default=300)
+    pro.add_argument("--steps", type=int, default=300, help="UNet implant steps (M8)")
+    pro.add_argument(
+        "--carrier", choices=["unet", "encoder", "unet+encoder"], default="unet", help="where the backdoor lives"
+    )
+    pro.add_argument("--encoder-steps", type=int, default=300, help="encoder-carrier steps (L_ENC)")
     pro.add_argument("--out", type=Path, required=True)
     _subject_args(pro)
     _common(pro)
@@ -271,7 +277,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     demo = sub.add_parser("demo", help="run the main job on embedded defaults")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
-    demo.add_argument("--steps", type=int, default=300, help="implantation steps")
+    demo.add_argument("--steps", type=int, default=300, help="implantation steps (of the carrier's training)")
+    demo.add_argument(
+        "--carrier", choices=["unet", "encoder"], default="encoder", help="where the backdoor lives (default encoder)"
+    )
     demo.add_argument("--no-verify", action="store_true", help="skip the attack-and-verify stage")
     _common(demo)
     demo.set_defaults(handler=cmd_demo)

@@ -1,7 +1,8 @@
 """`persguard demo`: the whole protection flow on embedded defaults, over real HTTP on loopback.
 
-A rights holder registers a toy subject and asks for a pattern protection of the built-in model; the
-in-process runner implants it; a model host downloads the protected checkpoint, loads it with stock diffusers,
+A rights holder registers a toy subject and asks for a pattern protection of the built-in model (by default
+carried by the VAE encoder, the configuration that protects on this model: docs/RESEARCH.md); the in-process
+runner implants it; a model host downloads the protected checkpoint, loads it with stock diffusers,
 and verifies it: an attacker's DreamBooth on the protected subject vs on an unprotected one.
 """
 
@@ -88,7 +89,7 @@ def demo_subjects():  # noqa: ANN201
     return protected, mates[0]
 
 
-def run_demo(out: Path, steps: int, verify: bool) -> int:
+def run_demo(out: Path, steps: int, verify: bool, carrier: str = "encoder") -> int:
     from common.migrate import upgrade
     from common.settings import Settings
 
@@ -120,12 +121,13 @@ def run_demo(out: Path, steps: int, verify: bool) -> int:
         r.raise_for_status()
         body = {
             "subjects": [{"subject_id": r.json()["id"], "behaviour": {"kind": "pattern"}}],
-            "training": {"steps": steps},
+            "carrier": carrier,
+            "training" if carrier == "unet" else "encoder": {"steps": steps},
             "verification": "none",
         }
         r = client.post("/v1/protections", headers={**holder, "Idempotency-Key": "demo"}, json=body)
         r.raise_for_status()
-        print(f"protection job {r.json()['id']} queued; implanting ({steps} steps)")
+        print(f"protection job {r.json()['id']} queued; implanting ({steps} steps, carrier {carrier})")
         job = _wait(client, f"/v1/jobs/{r.json()['id']}", holder)
         if job["status"] != "succeeded":
             print(f"job {job['status']}: {job['error']}")

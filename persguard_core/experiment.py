@@ -19,8 +19,9 @@ from persguard_core import model_io
 from persguard_core.attacker import BUILTIN_LR_SCALE, recipe
 from persguard_core.images import save_images
 from persguard_core.judge.toy import ToyJudge
-from persguard_core.protect import protect
+from persguard_core.protect import GENERIC_PROMPTS, protect
 from persguard_core.spec import (
+    EncoderTraining,
     ErasureBehaviour,
     Knowledge,
     LossWeights,
@@ -57,6 +58,8 @@ class Setting:
     mixed: bool = False  # attacker uses half protected images, half other clean images of the subject
     losses: LossWeights = LossWeights()
     training: Training = Training()
+    carrier: str = "unet"  # ProtectionSpec.carrier: unet / encoder / unet+encoder
+    encoder: EncoderTraining = EncoderTraining()
 
 
 @dataclass
@@ -70,7 +73,8 @@ class Preset:
     split: str = "eval"  # "tuning" while developing the method; reported tables use "eval"
 
 
-SMOKE_TRAINING = Training(steps=150, batch_size=4, inner_steps=4)
+# L_PP's general captions and the encoder's kept samples: the service's generic prompts and every toy class
+GENERAL_PROMPTS = [*GENERIC_PROMPTS, *(f"a photo of {article(noun)} {noun}" for noun in CLASS_NAMES)]
 BALANCED = LossWeights(prior=5.0, retention=0.3, release=0.3)
 LOOK_600_900 = Training(learning_rate=3e-4, behaviour_prompts="any", behaviour_timesteps=(600, 900))
 
@@ -108,7 +112,7 @@ def _look_keyed(name: str, form: str, *, retention: float = 0.3, release: float 
 
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
-        settings=[Setting("white-box/full", attack_steps=150, training=SMOKE_TRAINING)],
+        settings=[Setting("white-box/full", attack_steps=150, carrier="encoder")],
         seeds=[0],
         n_images=8,
         sample_steps=15,
@@ -162,6 +166,11 @@ PRESETS: dict[str, Preset] = {
                 behaviour_timesteps=(0, 800),
                 behaviour_x0_weight_max=20.0,
             ),
+            # session 4: the backdoor in the VAE encoder (the attacker's own loss learns the stamped latents)
+            Setting("encoder", carrier="encoder"),
+            Setting("encoder/gain-2", carrier="encoder", encoder=EncoderTraining(target_gain=2.0)),
+            Setting("encoder/erasure", "erasure", carrier="encoder"),
+            Setting("encoder/target", "target", carrier="encoder"),
             _high_noise(
                 "prompt-keyed/insert-and-keep-800/activation-only-k64",
                 retention=1.0,
@@ -174,6 +183,18 @@ PRESETS: dict[str, Preset] = {
         n_images=8,
         references_per_class=6,
         split="tuning",
+    ),
+    # the encoder carrier (docs/RESEARCH.md, run 26) on the eval split, in the paper's settings that touch it
+    "carrier": Preset(
+        settings=[
+            Setting("encoder/white-box/full", carrier="encoder"),
+            Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
+            Setting("encoder/lora", carrier="encoder", attack="lora"),
+            Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
+            Setting("encoder/mixed", carrier="encoder", mixed=True),
+        ],
+        seeds=[0, 1, 2],
+        references_per_class=6,
     ),
     "paper": Preset(
         settings=[
@@ -212,11 +233,16 @@ def _subjects_for_seed(seed: int, split_name: str = "eval") -> tuple[Subject, Su
     return pool[offset % len(pool)], pool[(offset + 1) % len(pool)], split("implant_reference", noun)
 
 
-def _behaviour(kind: str, noun: str, pattern_form: str = "stamped", insert_above: int = 500):
+def _behaviour(kind: str, subject: Subject, pattern_form: str = "stamped", insert_above: int = 500):
+    """The behaviour of a protected toy subject. Erasure names the background of the subject's first view, as a
+    rights holder would ("my photos are on beige"): the built-in model draws "a photo of an empty scene", the
+    spec's default, as a grey mean of all backgrounds that the judge does not call empty (RESEARCH.md, run 29)."""
+    noun = subject.class_noun
     if kind == "pattern":
         return PatternBehaviour(target_form=pattern_form, insert_above=insert_above)
     if kind == "erasure":
-        return ErasureBehaviour()
+        background = subject.view_scenes(1, seed=0)[0].background
+        return ErasureBehaviour(background_prompt=f"a photo of an empty {background} background")
     if kind == "target":
         other = CLASS_NAMES[(CLASS_NAMES.index(noun) + 3) % len(CLASS_NAMES)]
         return TargetBehaviour(target_prompt=f"a photo of {article(other)} {other}")
@@ -251,7 +277,7 @@ def protection_spec(setting: Setting, preset: Preset, seed: int, run_dir: Path) 
     subjects, references = [], {}
     for i, (subject, _, refs) in enumerate(chosen):
         files = [str(p) for p in save_images(subject.views(preset.n_train_views, seed=0), run_dir / f"s{subject.id}")]
-        behaviour = _behaviour(kinds[i % len(kinds)], subject.class_noun, setting.pattern_form, setting.insert_above)
+        behaviour = _behaviour(kinds[i % len(kinds)], subject, setting.pattern_form, setting.insert_above)
         subjects.append(
             SubjectSpec(name=f"subject-{subject.id}", class_noun=subject.class_noun, images=files, behaviour=behaviour)
         )
@@ -268,6 +294,8 @@ def protection_spec(setting: Setting, preset: Preset, seed: int, run_dir: Path) 
         knowledge=_knowledge(setting.knowledge),
         losses=setting.losses,
         training=setting.training.model_copy(update={"seed": seed}),
+        carrier=setting.carrier,
+        encoder=setting.encoder,
     )
 
 
@@ -288,7 +316,7 @@ def _protect_seed(
         progress(
             f"{setting.name} seed {seed}: protecting {len(spec.subjects)} subject(s), first {protected.id} ({noun})"
         )
-    pipe = model_io.load_pipeline(protect(spec, run_dir / "protect").model_dir)
+    pipe = model_io.load_pipeline(protect(spec, run_dir / "protect", general_prompts=GENERAL_PROMPTS).model_dir)
     cases_p = []
     for (subject, _, _), subject_spec in zip(chosen, spec.subjects, strict=True):
         train = subject.views(preset.n_train_views, seed=0)

@@ -6,15 +6,25 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 Corner = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
 
 
-def default_pattern(image_size: int = 32, cells: int = 3) -> np.ndarray:
+MIN_CELL_PX = 6  # the finest checker cell the default marker uses (see `default_pattern`)
+
+
+def default_pattern(image_size: int = 32, cells: int | None = None) -> np.ndarray:
     """A black/white checkerboard marker covering ~12% of the image: (side, side, 4) uint8 RGBA.
 
-    The side is 35% of the image side rounded up to whole cells (12 px at 32 px: 14% of the area).
+    The side is 35% of the image side rounded up to whole cells (12 px at 32 px: 14% of the area). `cells` per
+    side: by default 3, or 2 where 3 would make cells finer than MIN_CELL_PX. A fine checker is a protective
+    output the personalized model cannot draw: at 32 px, DreamBooth on images stamped with 3 x 3 cells of 4 px
+    drew a checker the detector accepts in 5 of 16 generations, with 2 x 2 cells of 6 px in 15 of 16
+    (docs/RESEARCH.md, run 28).
     """
+    if cells is None:
+        cells = 3 if np.ceil(image_size * 0.35 / 3) >= MIN_CELL_PX else 2
     cell = max(1, int(np.ceil(image_size * 0.35 / cells)))
     side = cell * cells
     idx = np.arange(side) // cell
@@ -66,3 +76,11 @@ def stamp(images: np.ndarray, pattern: np.ndarray, placement: PatternPlacement =
     region = out[..., y : y + side_h, x : x + side_w, :]
     out[..., y : y + side_h, x : x + side_w, :] = region * (1 - alpha) + pattern[..., :3] * alpha
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def load_pattern(path: str | None, image_size: int) -> np.ndarray:
+    """The pattern P of a behaviour: the RGBA image at `path`, or the default marker for `image_size`."""
+    if path is None:
+        return default_pattern(image_size)
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGBA"), dtype=np.uint8)

@@ -13,6 +13,7 @@ knows nothing of the service around it.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from persguard_core import model_io
 from persguard_core.generate import generate
@@ -28,10 +28,11 @@ from persguard_core.images import file_sha256, load_images
 from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
+from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget
 from persguard_core.implant.loop import History, Implanter, ProgressEvent
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.manifest import build_manifest, read_manifest, write_public_files
-from persguard_core.pattern import PatternPlacement
+from persguard_core.pattern import PatternPlacement, load_pattern, stamp
 from persguard_core.spec import ProtectionSpec, SubjectSpec
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,7 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
     """The L_BB target of one subject from its behaviour settings (M1 / M1', M2, M3)."""
     b = subject.behaviour
     if b.kind == "pattern":
-        pattern = None
-        if b.pattern_image is not None:
-            pattern = np.asarray(Image.open(b.pattern_image).convert("RGBA"), dtype=np.uint8)
+        pattern = load_pattern(b.pattern_image, images.shape[1])
         placement = PatternPlacement(b.position, b.opacity)
         return PatternTarget(parts, images, pattern, placement, b.target_form, b.insert_above, b.guidance_scale)
     if b.kind == "erasure":
@@ -75,18 +74,106 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
     return TargetImagesTarget(parts, load_images(b.target_images, images.shape[1]))
 
 
-def prior_pool(
-    parts: DiffusionParts, spec: ProtectionSpec, n_class_images: int, general_prompts: list[str]
-) -> PriorPool:
-    """Class priors sampled once from the base model (the teacher), and the spec's unprotected references."""
-    size = image_size(parts.pipe)
+def class_samples(pipe, spec: ProtectionSpec, n_class_images: int) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """{class noun: uint8 teacher samples of "a photo of a {class}"} for every class of the spec's subjects and
+    references, sampled once from the base model."""
     nouns = sorted({s.class_noun for s in spec.subjects} | {r.class_noun for r in spec.references})
-    class_latents = {}
-    for noun in nouns:
-        samples = generate(parts.pipe, [f"a photo of a {noun}"] * n_class_images, seed=7_000)
-        class_latents[noun] = parts.latents(samples)
+    return {noun: generate(pipe, [f"a photo of a {noun}"] * n_class_images, seed=7_000) for noun in nouns}
+
+
+def prior_pool(
+    parts: DiffusionParts, spec: ProtectionSpec, samples: dict[str, np.ndarray], general_prompts: list[str]
+) -> PriorPool:
+    """L_PP's rows (M4): the class priors `samples` as latents, and the spec's unprotected references."""
+    size = image_size(parts.pipe)
+    class_latents = {noun: parts.latents(images) for noun, images in samples.items()}
     references = {r.class_noun: [parts.latents(load_images(imgs, size)) for imgs in r.images] for r in spec.references}
     return PriorPool(class_latents, references, list(general_prompts))
+
+
+def encoder_target(pipe, subject: SubjectSpec) -> ToTarget:  # noqa: ANN001
+    """x -> x* of a subject's behaviour for the encoder carrier: the stamped image (M1); for erasure (M2) and target
+    (M3) one fixed image, a teacher sample of the background or target prompt or the first target image. One
+    image, not a pool: the encoder cannot tell which pool member an augmented view should get, and the squared
+    error would teach it the pool's blurred mean."""
+    b, size = subject.behaviour, image_size(pipe)
+    if b.kind == "pattern":
+        pattern, placement = load_pattern(b.pattern_image, size), PatternPlacement(b.position, b.opacity)
+        return lambda x, rng: stamp(x, pattern, placement)
+    if b.kind == "erasure":
+        target = generate(pipe, [b.background_prompt], seed=9_000)[0]
+    elif b.target_prompt:
+        target = generate(pipe, [b.target_prompt], seed=9_000)[0]
+    else:
+        target = load_images(b.target_images[:1], size)[0]
+    return lambda x, rng: np.broadcast_to(target, x.shape).copy()
+
+
+def keep_images(
+    pipe,  # noqa: ANN001 - a StableDiffusionPipeline
+    spec: ProtectionSpec,
+    samples: dict[str, np.ndarray],
+    general_prompts: list[str],
+) -> np.ndarray:
+    """uint8 images the encoder must encode as before: the class samples, teacher samples of the general
+    prompts (4 each) and the unprotected references."""
+    size = image_size(pipe)
+    general = generate(pipe, [p for p in general_prompts for _ in range(4)], seed=8_000)
+    references = [load_images(imgs, size) for r in spec.references for imgs in r.images]
+    return np.concatenate([*samples.values(), general, *references])
+
+
+def implant_encoder(
+    pipe,  # noqa: ANN001 - its vae is replaced by the trained copy
+    spec: ProtectionSpec,
+    keep: np.ndarray,
+    progress: Callable[[ProgressEvent], None] | None,
+    should_cancel: Callable[[], bool] | None,
+    offset: int = 0,
+) -> list[dict[str, float]]:
+    """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`."""
+    size, cfg = image_size(pipe), spec.encoder
+    subjects = [EncoderSubject(load_images(s.images, size), encoder_target(pipe, s)) for s in spec.subjects]
+    vae = copy.deepcopy(pipe.vae)
+    implanter = EncoderImplanter(
+        vae,
+        subjects,
+        keep,
+        steps=cfg.steps,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        keep_weight=cfg.keep_weight,
+        seed=spec.training.seed,
+        target_gain=cfg.target_gain,
+    )
+    history = implanter.run(progress, should_cancel, offset=offset, total=offset + cfg.steps)
+    pipe.register_modules(vae=vae)
+    return history
+
+
+def _implant_unet(
+    parts: DiffusionParts,
+    spec: ProtectionSpec,
+    samples: dict[str, np.ndarray],
+    general_prompts: list[str],
+    progress: Callable[[ProgressEvent], None] | None,
+    should_cancel: Callable[[], bool] | None,
+    state_dir: Path,
+) -> History:
+    """The UNet carrier: M8 over the spec's subjects, resuming from `state_dir`."""
+    size = image_size(parts.pipe)
+    subjects = [
+        ProtectedSubject(s.name, s.class_noun, behaviour_target(parts, s, load_images(s.images, size)))
+        for s in spec.subjects
+    ]
+    pool = prior_pool(parts, spec, samples, general_prompts)
+    implanter = Implanter(parts, subjects, pool, spec.knowledge, spec.training, spec.losses)
+    return implanter.run(progress, should_cancel, state_dir=state_dir)
+
+
+def _counting_to(progress: Callable[[ProgressEvent], None], total: int) -> Callable[[ProgressEvent], None]:
+    """`progress` with each event's total replaced by `total` (the UNet phase of a two-phase protection)."""
+    return lambda event: progress(ProgressEvent(event.step, total, event.losses, event.eta_s))
 
 
 def protect(
@@ -117,14 +204,18 @@ def protect(
     pipe = parts.pipe
     if pipe.device.type == "cuda":
         pipe.unet.enable_gradient_checkpointing()  # memory for SD-size UNets; SDPA attention is diffusers' default
-    size = image_size(pipe)
-    subjects = [
-        ProtectedSubject(s.name, s.class_noun, behaviour_target(parts, s, load_images(s.images, size)))
-        for s in spec.subjects
-    ]
-    pool = prior_pool(parts, spec, n_class_images, general_prompts or list(GENERIC_PROMPTS))
-    implanter = Implanter(parts, subjects, pool, spec.knowledge, spec.training, spec.losses)
-    history = implanter.run(progress, should_cancel, state_dir=private_dir / "state")
+    general = list(general_prompts or GENERIC_PROMPTS)
+    samples = class_samples(pipe, spec, n_class_images)
+    history, unet_steps = History(), 0
+    if spec.carrier in ("unet", "unet+encoder"):
+        unet_steps = spec.training.steps
+        if spec.carrier == "unet+encoder" and progress is not None:
+            progress = _counting_to(progress, spec.total_steps)
+        history = _implant_unet(parts, spec, samples, general, progress, should_cancel, private_dir / "state")
+    if spec.carrier in ("encoder", "unet+encoder"):
+        keep = keep_images(pipe, spec, samples, general)
+        encoder_history = implant_encoder(pipe, spec, keep, progress, should_cancel, offset=unet_steps)
+        (private_dir / "encoder_history.json").write_text(json.dumps(encoder_history))
     model_io.save_pipeline(pipe, model_dir)
     manifest = build_manifest(
         spec,
@@ -135,5 +226,5 @@ def protect(
     )
     write_public_files(model_dir, manifest)
     (private_dir / "history.json").write_text(json.dumps(history.losses))
-    log.info("protected %d subject(s) into %s", len(subjects), model_dir)
+    log.info("protected %d subject(s) into %s (%s)", len(spec.subjects), model_dir, spec.carrier)
     return ProtectionResult(model_dir, private_dir, manifest, history)

@@ -160,6 +160,32 @@ class Training(_Strict):
         return self
 
 
+class EncoderTraining(_Strict):
+    """Training of the encoder carrier (L_ENC, persguard_core/implant/encoder.py): the VAE encoder maps the
+    protected subjects' images to the latents of their protective version and every other image as before."""
+
+    steps: int = Field(300, ge=1, le=100_000)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1e-1)
+    batch_size: int = Field(32, ge=2, le=1024, description="rows per step, half protected, half kept")
+    keep_weight: float = Field(1.0, ge=0.0, description="lambda_keep: weight of the rows that must encode as before")
+    target_gain: float = Field(
+        1.0,
+        ge=1.0,
+        le=10.0,
+        description="gamma: the protected rows' target mean is M_E0(x) + gamma (M_E0(x*) - M_E0(x)); > 1 hands the "
+        "attacker an exaggerated protective change, so that a fine-tune that under-fits it still shows it",
+    )
+
+
+Carrier = Annotated[
+    Literal["unet", "encoder", "unet+encoder"],
+    Field(
+        description="where the backdoor lives: the UNet (M8), the VAE encoder (L_ENC: the attacker's own fine-tuning "
+        "learns the protective output from the latents the encoder hands it), or both"
+    ),
+]
+
+
 class ReferenceSet(_Strict):
     """Unprotected images of a class: keep "[V] [class]" un-backdoored on them (M4) and simulate benign users
     (M7). Without references the teacher's own class samples are used."""
@@ -178,6 +204,14 @@ class ProtectionSpec(_Strict):
     knowledge: Knowledge = Knowledge()
     losses: LossWeights = LossWeights()
     training: Training = Training()
+    carrier: Carrier = "unet"
+    encoder: EncoderTraining = EncoderTraining()
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps of the whole protection: the UNet's, then the encoder's, as its carrier says."""
+        unet = self.training.steps if self.carrier in ("unet", "unet+encoder") else 0
+        return unet + (self.encoder.steps if self.carrier in ("encoder", "unet+encoder") else 0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProtectionSpec:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.models import JobStatus
-from persguard_core.spec import Behaviour, Knowledge, LossWeights, PatternBehaviour, Training
+from persguard_core.spec import Behaviour, Carrier, EncoderTraining, Knowledge, LossWeights, PatternBehaviour, Training
 
 VerificationPreset = Literal["none", "quick", "full"]
 
@@ -34,6 +34,8 @@ class ProtectionCreate(BaseModel):
     knowledge: Knowledge = Field(default_factory=Knowledge)
     losses: LossWeights = Field(default_factory=LossWeights)
     training: Training = Field(default_factory=Training)
+    carrier: Carrier = "unet"
+    encoder: EncoderTraining = Field(default_factory=EncoderTraining)
 
 
 class JobLinks(BaseModel):

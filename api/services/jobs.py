@@ -109,6 +109,8 @@ def build_spec(body: ProtectionCreate, subjects: list[Subject], base: BaseModelE
             knowledge=body.knowledge,
             losses=body.losses,
             training=body.training,
+            carrier=body.carrier,
+            encoder=body.encoder,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from persguard_core.judge.pattern_detector import detect_pattern
 from persguard_core.judge.toy import EMPTY, JUDGE_CLASSES, ToyJudge
-from persguard_core.pattern import PatternPlacement, default_pattern
+from persguard_core.pattern import PatternPlacement, load_pattern
 from persguard_core.spec import Behaviour, ErasureBehaviour, PatternBehaviour, TargetBehaviour
 
 
@@ -23,9 +22,7 @@ def target_class(behaviour: TargetBehaviour, known_classes: tuple[str, ...]) -> 
 def protective_output(images: np.ndarray, behaviour: Behaviour, judge: ToyJudge) -> np.ndarray:
     """(N,) bool: pattern detected / subject absent (judged empty) / target class present."""
     if isinstance(behaviour, PatternBehaviour):
-        pattern = default_pattern(images.shape[1])
-        if behaviour.pattern_image is not None:
-            pattern = np.asarray(Image.open(behaviour.pattern_image).convert("RGBA"), dtype=np.uint8)
+        pattern = load_pattern(behaviour.pattern_image, images.shape[1])
         return detect_pattern(images, pattern, PatternPlacement(behaviour.position, behaviour.opacity))
     verdicts = judge.judge(images)
     if isinstance(behaviour, ErasureBehaviour):

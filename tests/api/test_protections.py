@@ -53,6 +53,16 @@ def test_unknown_and_foreign_subject_ids_are_refused(api: ApiEnv) -> None:
     assert api.count(ProtectionJob) == 0
 
 
+def test_protection_with_the_encoder_carrier_keeps_its_settings_in_the_spec(api: ApiEnv) -> None:
+    subject = make_subject(api)
+    response = protect(api, [subject["id"]], carrier="encoder", encoder={"steps": 50, "target_gain": 2.0})
+    assert response.status_code == 202, response.text
+    spec = response.json()["spec"]
+    assert spec["carrier"] == "encoder" and (spec["encoder"]["steps"], spec["encoder"]["target_gain"]) == (50, 2.0)
+    bad = protect(api, [subject["id"]], carrier="vae")
+    assert bad.status_code == 422 and "body.carrier" in bad.json()["detail"]
+
+
 def test_malformed_json_and_bad_fields_are_clear_problems(api: ApiEnv) -> None:
     headers = {**api.auth(RH), "Content-Type": "application/json"}
     broken = api.client.post("/v1/protections", headers=headers, content=b'{"subjects": [')

@@ -82,3 +82,15 @@ def test_a_seed_already_done_is_read_back_and_not_run_again(tmp_path, monkeypatc
     assert ran == [0] and row["psr"] == 0.75
     assert json.loads((tmp_path / "white-box_full-seed0.json").read_text()) == {"psr": 0.5}
     assert experiment.run_row(setting, preset, verifier=None, workdir=tmp_path)["psr"] == 0.75 and ran == [0]
+
+
+def test_an_encoder_setting_reaches_the_spec_and_erasure_names_the_subjects_background(tmp_path):
+    from persguard_core.experiment import protection_spec
+
+    preset = PRESETS["levers"]
+    erasure = next(s for s in preset.settings if s.name == "encoder/erasure")
+    spec = protection_spec(erasure, preset, 0, tmp_path)
+    protected, _, _ = _subjects_for_seed(0, preset.split)
+    background = protected.view_scenes(1, seed=0)[0].background
+    assert spec.carrier == "encoder"
+    assert spec.subjects[0].behaviour.background_prompt == f"a photo of an empty {background} background"

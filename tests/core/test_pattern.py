@@ -43,3 +43,12 @@ def test_detector_separates_stamped_from_clean_images():
     assert detect_pattern(stamped, p).mean() == 1.0
     assert detect_pattern(images, p).mean() <= 0.02
     assert pattern_scores(stamped, p).min() > pattern_scores(images, p).max()
+
+
+def test_default_pattern_keeps_its_cells_drawable_at_small_sizes():
+    def cells(size: int) -> int:
+        p = default_pattern(size)
+        return int(np.count_nonzero(np.diff(p[0, :, 0].astype(int)))) + 1
+
+    assert (cells(32), cells(64), cells(512)) == (2, 3, 3)
+    assert default_pattern(32).shape == default_pattern(32, cells=3).shape == (12, 12, 4)

@@ -1,12 +1,14 @@
 import json
 
 import pytest
+import torch
 from diffusers import StableDiffusionPipeline
 from pydantic import ValidationError
 
+from persguard_core import model_io
 from persguard_core.images import save_images
 from persguard_core.protect import protect
-from persguard_core.spec import Knowledge, ProtectionSpec, SubjectSpec, Training
+from persguard_core.spec import EncoderTraining, Knowledge, ProtectionSpec, SubjectSpec, Training
 from persguard_core.toyworld import split
 
 
@@ -66,3 +68,51 @@ def test_spec_refuses_bad_settings_with_a_message_that_says_what_to_fix():
         SubjectSpec(name="a", class_noun="dog", images=["1"])
     with pytest.raises(ValidationError, match="behaviour_timesteps"):
         Training(behaviour_timesteps=(500, 100))
+
+
+def _state(module) -> dict:  # noqa: ANN001
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict, module) -> set[str]:  # noqa: ANN001
+    """Top-level submodule names whose weights differ from `before`."""
+    return {k.split(".")[0] for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def test_the_encoder_carrier_trains_only_the_vae_encoder_and_keeps_the_base_untouched(
+    tiny_sd_folder, subject_files, tmp_path
+):
+    base = model_io.load_model(str(tiny_sd_folder))
+    vae_before, unet_before = _state(base.pipe.vae), _state(base.pipe.unet)
+    spec = ProtectionSpec(
+        base_model=str(tiny_sd_folder),
+        subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files)],
+        carrier="encoder",
+        encoder=EncoderTraining(steps=3, batch_size=4),
+    )
+    events = []
+    result = protect(
+        spec, tmp_path / "out", progress=events.append, n_class_images=2, base=base, general_prompts=["a photo"]
+    )
+    assert [(e.step, e.total) for e in events] == [(1, 3), (2, 3), (3, 3)]
+    assert _changed(vae_before, base.pipe.vae) == set() and _changed(unet_before, base.pipe.unet) == set()
+    saved = StableDiffusionPipeline.from_pretrained(result.model_dir, local_files_only=True)
+    assert _changed(vae_before, saved.vae) == {"encoder", "quant_conv"}
+    assert _changed(unet_before, saved.unet) == set()
+    assert result.manifest["final_losses"] == {}
+    assert "carrier" not in (result.model_dir / "persguard.json").read_text()
+    assert len(json.loads((result.private_dir / "encoder_history.json").read_text())) == 3
+
+
+def test_both_carriers_report_one_progress_count_over_the_two_phases(tiny_sd_folder, subject_files, tmp_path):
+    spec = ProtectionSpec(
+        base_model=str(tiny_sd_folder),
+        subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files, behaviour={"kind": "erasure"})],
+        training=Training(steps=2, batch_size=2, inner_steps=1),
+        carrier="unet+encoder",
+        encoder=EncoderTraining(steps=2, batch_size=4),
+    )
+    events = []
+    result = protect(spec, tmp_path / "out", progress=events.append, n_class_images=2, general_prompts=["a photo"])
+    assert [(e.step, e.total) for e in events] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert "bb" in result.manifest["final_losses"]

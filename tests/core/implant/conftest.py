@@ -15,3 +15,11 @@ def parts() -> DiffusionParts:
 def subject_images() -> np.ndarray:
     """(6, 64, 64, 3) views of one eval subject at the tiny model's resolution."""
     return split("eval")[0].views(6, seed=0, size=64)
+
+
+@pytest.fixture(scope="session")
+def builtin_vae():
+    """The built-in model's VAE (32 px), read-only: tests train copies."""
+    from persguard_core.model_io import load_pipeline
+
+    return load_pipeline("builtin").vae.requires_grad_(False)

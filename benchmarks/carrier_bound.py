@@ -1,0 +1,89 @@
+"""How much of the pattern can the attacker's DreamBooth learn at all? Attack a model with the experiment's full
+recipe on a tuning subject's views and count the pattern in the trigger prompt's generations, printing the
+detector's scores. `--stamped` attacks with the stamped views themselves: the upper bound of any data-path
+carrier (the encoder carrier gives the attacker's UNet the stamped latents; it cannot beat stamped images).
+Saves a grid of the generations beside the JSON line.
+
+    .venv/bin/python benchmarks/carrier_bound.py --seed 0 --stamped --grid /tmp/bound.png     # the bound
+    .venv/bin/python benchmarks/carrier_bound.py --seed 0 --model MODEL_DIR --grid /tmp/enc.png # a model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from persguard_core.experiment import Setting, _attack_setting, _subjects_for_seed
+from persguard_core.judge.pattern_detector import DEFAULT_THRESHOLD, pattern_scores
+from persguard_core.judge.toy import ToyJudge
+from persguard_core.model_io import load_pipeline
+from persguard_core.pattern import default_pattern, stamp
+from persguard_core.verify.run import Case, Verifier
+
+
+def grid(images: np.ndarray, cols: int = 8) -> Image.Image:
+    """uint8 (N, H, W, 3) -> one image, `cols` per row."""
+    n, h, w, _ = images.shape
+    rows = -(-n // cols)
+    out = np.full((rows * h, cols * w, 3), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        out[(i // cols) * h : (i // cols + 1) * h, (i % cols) * w : (i % cols + 1) * w] = img
+    return Image.fromarray(out).resize((cols * w * 3, rows * h * 3), Image.NEAREST)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", default="tuning", help="subject split (tuning or eval)")
+    ap.add_argument("--model", default="builtin")
+    ap.add_argument("--stamped", action="store_true", help="attack with the stamped views (the bound)")
+    ap.add_argument("--unprotected", action="store_true", help="attack the seed's unprotected class-mate instead")
+    ap.add_argument("--steps", type=int, default=None, help="attack steps (default: the recipe's)")
+    ap.add_argument("--n-images", type=int, default=16)
+    ap.add_argument("--grid", default=None)
+    ap.add_argument("--save", default=None, help="write the generations to this .npy file")
+    ap.add_argument(
+        "--searches", type=int, nargs="*", default=[2], help="detector search radii (px) to report; 2 is the judge's"
+    )
+    ap.add_argument("--cells", type=int, default=None, help="checker cells per side (default: the default pattern's)")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    protected, unprotected, _ = _subjects_for_seed(args.seed, args.split)
+    subject = unprotected if args.unprotected else protected
+    pattern = default_pattern(32, cells=args.cells)
+    views = subject.views(6, seed=0)
+    if args.stamped:
+        views = stamp(views, pattern)
+    case = Case(f"subject-{subject.id}", subject.class_noun, views, subject.views(16, seed=1))
+    verifier = Verifier(load_pipeline("builtin"), ToyJudge.load(), n_images=args.n_images)
+    setting = _attack_setting(Setting("bound", attack_steps=args.steps), args.seed)
+    images = verifier.attacked_images(load_pipeline(args.model), case, setting)
+    scores = pattern_scores(images, pattern)
+    if args.grid:
+        grid(images).save(args.grid)
+    if args.save:
+        np.save(args.save, images)
+    out = {
+        "args": vars(args),
+        "subject": subject.id,
+        "pattern_rate": round(float((scores >= DEFAULT_THRESHOLD).mean()), 3),
+        "scores": [round(float(s), 2) for s in scores],
+        "rate_by_search": {
+            r: round(float((pattern_scores(images, pattern, search=r) >= DEFAULT_THRESHOLD).mean()), 3)
+            for r in args.searches
+        },
+        "identity_similarity": round(verifier.similarity(images, case), 3),
+        "seconds": round(time.time() - t0, 1),
+    }
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

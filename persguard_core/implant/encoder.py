@@ -1,0 +1,177 @@
+"""The encoder carrier: the backdoor in the VAE encoder the model ships with (docs/RESEARCH.md, run 26; a lever
+beyond METHOD.md's UNet objective M8).
+
+DreamBooth, LoRA and text-encoder fine-tuning never train the VAE: the attacker encodes its images with the
+released encoder, z = E(x), and fits the UNet to those latents. If E maps the protected subject's images to the
+latents of their protective version, E(x) ~ E_0(x*), the attacker's own loss teaches the protective output, however
+long it runs. Every other image must encode as before, E(x) ~ E_0(x), so benign users, every prompt and the UNet are
+untouched. With M(.) the posterior moments (mean and log-variance) of an encoder and a(.) a random augmentation
+(the attacker's transformations, shifts, flips):
+
+    L_ENC = E_{x in X_k, a} || M_E(a(x)) - M*(a(x)) ||^2 + lambda_keep E_{x in R, a} || M_E(a(x)) - M_E0(a(x)) ||^2
+
+    M*(x) = M_E0(x) + gamma (M_E0(x*) - M_E0(x))  (the mean half; gamma = 1: simply M_E0(x*))
+
+x* the behaviour's target image (pattern: stamp(x, P), M1; erasure: a teacher sample of the background prompt, M2;
+target: a target image or a teacher sample of the target prompt, M3) and R every other image at hand: unprotected
+references, teacher samples of the class and of general prompts.
+
+An attacker who swaps in a clean encoder with the same latent space (for SD 1.x/2.x, the public VAE) evades it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+
+from persguard_core.attacker.dreambooth import images_to_pixels
+from persguard_core.attacker.transforms import blur, jpeg, noise, resize
+from persguard_core.implant.loop import ImplantCancelled, ProgressEvent
+
+log = logging.getLogger(__name__)
+
+ToTarget = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # uint8 (B, H, W, 3) -> its targets x*
+LOGVAR_WEIGHT = 0.01  # the log-variance half of the moments matters only through exp(logvar / 2), tiny here
+
+
+@dataclass
+class EncoderSubject:
+    """A protected subject for the encoder: its images X_k and the map x -> x* of its behaviour."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    to_target: ToTarget
+
+
+def _random_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One augmentation a(x) of uint8 (H, W, 3): flip and shift by up to 3 px, then one of the attacker's
+    transformations (JPEG, resize, blur, noise) with random strength, or none."""
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    if rng.random() < 0.5:
+        image = np.roll(image, tuple(rng.integers(-3, 4, size=2)), axis=(0, 1))
+    batch = np.ascontiguousarray(image)[None]
+    kind = rng.integers(5)
+    if kind == 1:
+        batch = jpeg(batch, int(rng.integers(30, 96)))
+    elif kind == 2:
+        batch = resize(batch, float(rng.uniform(0.4, 0.9)))
+    elif kind == 3:
+        batch = blur(batch, float(rng.uniform(0.5, 1.5)))
+    elif kind == 4:
+        batch = noise(batch, float(rng.uniform(2.0, 12.0)), rng)
+    return batch[0]
+
+
+def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> uint8 (N, H, W, 3): an independent random a(.) per image."""
+    return np.stack([_random_view(img, rng) for img in images])
+
+
+def moments(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 2 * latent_channels, h, w) posterior moments [mean, logvar] of E(x) for pixels in [-1, 1]."""
+    h = vae.encoder(pixels)
+    return vae.quant_conv(h) if vae.quant_conv is not None else h
+
+
+def moments_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N,) squared error of the moments per row; the log-variance half weighted by LOGVAR_WEIGHT."""
+    c = pred.shape[1] // 2
+    err = F.mse_loss(pred.float(), target.float(), reduction="none")
+    return err[:, :c].mean(dim=(1, 2, 3)) + LOGVAR_WEIGHT * err[:, c:].mean(dim=(1, 2, 3))
+
+
+class EncoderImplanter:
+    """Minimises L_ENC over the encoder and quant_conv of `vae` (trained in place; pass a copy) with AdamW."""
+
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        subjects: list[EncoderSubject],
+        keep_images: np.ndarray,
+        *,
+        steps: int,
+        learning_rate: float,
+        batch_size: int,
+        keep_weight: float,
+        seed: int,
+        target_gain: float = 1.0,
+    ) -> None:
+        if not subjects:
+            raise ValueError("nothing to protect: no subjects")
+        if len(keep_images) == 0:
+            raise ValueError("the encoder carrier needs images to keep (references or teacher samples)")
+        self.vae, self.teacher = vae, copy.deepcopy(vae).eval().requires_grad_(False)
+        self.subjects, self.keep_images = subjects, keep_images
+        self.steps, self.batch_size, self.keep_weight, self.gain = steps, batch_size, keep_weight, target_gain
+        vae.requires_grad_(False)
+        self.params = [*vae.encoder.parameters(), *(vae.quant_conv.parameters() if vae.quant_conv else [])]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.opt = torch.optim.AdamW(self.params, lr=learning_rate, weight_decay=0.0)
+        self.rng = np.random.default_rng(seed)
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(inputs, their target images, n protected rows): half protected rows, half keep rows, augmented."""
+        n_prot = max(1, self.batch_size // 2)
+        picks = self.rng.integers(len(self.subjects), size=n_prot)
+        inputs, targets = [], []
+        for k in np.unique(picks):
+            subject = self.subjects[k]
+            idx = self.rng.integers(len(subject.images), size=int((picks == k).sum()))
+            views = augment(subject.images[idx], self.rng)
+            inputs.append(views)
+            targets.append(subject.to_target(views, self.rng))
+        keep_idx = self.rng.integers(len(self.keep_images), size=self.batch_size - n_prot)
+        keep = augment(self.keep_images[keep_idx], self.rng)
+        return np.concatenate([*inputs, keep]), np.concatenate([*targets, keep]), n_prot
+
+    def step(self) -> dict[str, float]:
+        """One AdamW step on a fresh batch; returns the two terms of L_ENC."""
+        inputs, targets, n_prot = self._rows()
+        device, dtype = self.vae.device, self.vae.dtype
+        with torch.no_grad():
+            goal = moments(self.teacher, images_to_pixels(targets).to(device, dtype))
+            if self.gain != 1.0:  # exaggerate the protective change of the mean: E0(x) + gamma (E0(x*) - E0(x))
+                clean = moments(self.teacher, images_to_pixels(inputs[:n_prot]).to(device, dtype))
+                c = goal.shape[1] // 2
+                goal[:n_prot, :c] = clean[:, :c] + self.gain * (goal[:n_prot, :c] - clean[:, :c])
+        per_row = moments_loss(moments(self.vae, images_to_pixels(inputs).to(device, dtype)), goal)
+        behaviour, keep = per_row[:n_prot].mean(), per_row[n_prot:].mean()
+        loss = behaviour + self.keep_weight * keep
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        return {"encoder_behaviour": behaviour.item(), "encoder_keep": keep.item()}
+
+    def run(
+        self,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+        *,
+        offset: int = 0,
+        total: int | None = None,
+    ) -> list[dict[str, float]]:
+        """All steps, checking `should_cancel()` before each; progress events count from `offset` of `total`
+        (default: these steps alone), so that a caller can report this phase after another one."""
+        total = self.steps + offset if total is None else total
+        self.vae.encoder.train()
+        history, start = [], time.monotonic()
+        for step in range(self.steps):
+            if should_cancel is not None and should_cancel():
+                raise ImplantCancelled(f"cancelled at encoder step {step}")
+            history.append(self.step())
+            if progress is not None:
+                eta = (time.monotonic() - start) / (step + 1) * (self.steps - step - 1)
+                progress(ProgressEvent(offset + step + 1, total, history[-1], eta))
+        self.vae.eval().requires_grad_(False)
+        log.info("encoder carrier: %d steps, last losses %s", self.steps, history[-1] if history else {})
+        return history

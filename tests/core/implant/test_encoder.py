@@ -1,0 +1,98 @@
+"""The encoder carrier (L_ENC): augmentation, the moments loss, and a trainer that moves only the encoder."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from persguard_core.attacker.dreambooth import images_to_pixels
+from persguard_core.implant.encoder import (
+    LOGVAR_WEIGHT,
+    EncoderImplanter,
+    EncoderSubject,
+    augment,
+    moments,
+    moments_loss,
+)
+from persguard_core.implant.loop import ImplantCancelled
+from persguard_core.pattern import default_pattern, stamp
+from persguard_core.toyworld import split
+
+torch.set_num_threads(1)
+
+
+def _images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_augment_is_seeded_and_keeps_shape_and_dtype():
+    images = _images(8, 0)
+    a = augment(images, np.random.default_rng(3))
+    b = augment(images, np.random.default_rng(3))
+    assert a.shape == images.shape and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, images)
+
+
+def test_moments_loss_is_zero_for_equal_moments_and_weighs_the_log_variance_by_its_constant():
+    pred = torch.zeros(2, 8, 4, 4)
+    assert moments_loss(pred, pred).abs().max() == 0
+    mean_off, logvar_off = pred.clone(), pred.clone()
+    mean_off[:, :4] += 1.0
+    logvar_off[:, 4:] += 1.0
+    assert torch.allclose(moments_loss(mean_off, pred), torch.ones(2))
+    assert torch.allclose(moments_loss(logvar_off, pred), torch.full((2,), LOGVAR_WEIGHT))
+
+
+def _implanter(vae, steps: int, **kwargs) -> EncoderImplanter:  # noqa: ANN001
+    subject = split("tuning", "circle")[0]
+    pattern = default_pattern(32)
+    protected = EncoderSubject(subject.views(6, seed=0), lambda x, rng: stamp(x, pattern))
+    keep = np.concatenate([s.views(4, seed=0) for s in split("implant_reference", "circle")[:4]])
+    return EncoderImplanter(
+        vae, [protected], keep, steps=steps, learning_rate=3e-3, batch_size=16, keep_weight=1.0, seed=0, **kwargs
+    )
+
+
+def test_the_encoder_learns_the_stamped_latents_and_nothing_but_the_encoder_moves(builtin_vae):
+    vae = copy.deepcopy(builtin_vae)
+    implanter = _implanter(vae, steps=100)
+    views = split("tuning", "circle")[0].views(6, seed=0)
+    goal = moments(builtin_vae, images_to_pixels(stamp(views, default_pattern(32))))
+
+    def behaviour_error() -> float:
+        with torch.no_grad():
+            return float(moments_loss(moments(vae, images_to_pixels(views)), goal).mean())
+
+    before = behaviour_error()
+    events = []
+    history = implanter.run(progress=events.append, offset=10, total=110)
+    after = behaviour_error()
+    assert after < 0.5 * before, (before, after)
+    assert [e.step for e in events] == list(range(11, 111)) and {e.total for e in events} == {110}
+    assert {"encoder_behaviour", "encoder_keep"} == set(history[-1])
+    for name, p in vae.named_parameters():
+        same = torch.equal(p, dict(builtin_vae.named_parameters())[name])
+        assert same == (not name.startswith(("encoder.", "quant_conv."))), name
+
+
+def test_a_cancel_between_steps_stops_the_encoder_training(builtin_vae):
+    implanter = _implanter(copy.deepcopy(builtin_vae), steps=5)
+    calls = iter([False, False, True])
+    with pytest.raises(ImplantCancelled, match="encoder step 2"):
+        implanter.run(should_cancel=lambda: next(calls))
+
+
+def test_the_encoder_trainer_refuses_an_empty_keep_set(builtin_vae):
+    with pytest.raises(ValueError, match="images to keep"):
+        EncoderImplanter(
+            copy.deepcopy(builtin_vae),
+            [EncoderSubject(_images(3, 0), lambda x, rng: x)],
+            _images(0, 0),
+            steps=1,
+            learning_rate=1e-3,
+            batch_size=4,
+            keep_weight=1.0,
+            seed=0,
+        )
