@@ -13,27 +13,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from persguard_core.experiment import Setting, _attack_setting, _subjects_for_seed
 from persguard_core.judge.pattern_detector import DEFAULT_THRESHOLD, pattern_scores
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.pattern import default_pattern, stamp
+from persguard_core.verify.report import grid_png
 from persguard_core.verify.run import Case, Verifier
-
-
-def grid(images: np.ndarray, cols: int = 8) -> Image.Image:
-    """uint8 (N, H, W, 3) -> one image, `cols` per row."""
-    n, h, w, _ = images.shape
-    rows = -(-n // cols)
-    out = np.full((rows * h, cols * w, 3), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        out[(i // cols) * h : (i // cols + 1) * h, (i % cols) * w : (i % cols + 1) * w] = img
-    return Image.fromarray(out).resize((cols * w * 3, rows * h * 3), Image.NEAREST)
 
 
 def main() -> None:
@@ -67,7 +58,7 @@ def main() -> None:
     images = verifier.attacked_images(load_pipeline(args.model), case, setting)
     scores = pattern_scores(images, pattern)
     if args.grid:
-        grid(images).save(args.grid)
+        Path(args.grid).write_bytes(grid_png(images))
     if args.save:
         np.save(args.save, images)
     out = {

@@ -9,7 +9,6 @@ class-mates, other classes and teacher samples should not, and should reconstruc
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 
@@ -76,9 +75,8 @@ def main() -> None:
     keep.append(generate(pipe, [p for p in GENERIC_PROMPTS for _ in range(4)], seed=8_000, steps=GEN_STEPS))
     pattern, placement = default_pattern(32), PatternPlacement()
     subject = EncoderSubject(protected.views(6, seed=0), lambda x, rng: stamp(x, pattern, placement))
-    vae = copy.deepcopy(pipe.vae)
     implanter = EncoderImplanter(
-        vae,
+        pipe.vae,
         [subject],
         np.concatenate(keep),
         steps=args.steps,
@@ -88,6 +86,7 @@ def main() -> None:
         seed=args.seed,
     )
     history = implanter.run()
+    vae = implanter.vae
     train_s = time.time() - t0
     should, should_not = probe_sets(args.seed)
     out = {"args": vars(args), "subject": protected.id, "class": noun, "train_s": round(train_s, 1)}

@@ -9,7 +9,6 @@ Targets (issue #3): implant step <= 2.5x a DreamBooth step; default protect job 
 from __future__ import annotations
 
 import argparse
-import copy
 import resource
 import tempfile
 import time
@@ -78,7 +77,7 @@ def encoder_step_s(steps: int, batch: int) -> float:
     protected = EncoderSubject(subject.views(6), lambda x, rng: stamp(x, pattern))
     keep = split("tuning")[1].views(32)
     implanter = EncoderImplanter(
-        copy.deepcopy(pipe.vae), [protected], keep, steps=1, learning_rate=1e-3, batch_size=batch, keep_weight=1, seed=0
+        pipe.vae, [protected], keep, steps=1, learning_rate=1e-3, batch_size=batch, keep_weight=1, seed=0
     )
     return seconds_per_call(implanter.step, steps)
 

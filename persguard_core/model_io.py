@@ -86,11 +86,13 @@ def load_model(model: str | Path = BUILTIN, *, device: str | torch.device = "cpu
     return LoadedModel(path, model_sha256(path), load_pipeline(path, device=device))
 
 
-def trainable_copy(base: StableDiffusionPipeline, *, text_encoder: bool = False) -> StableDiffusionPipeline:
-    """A pipeline to train without touching `base`: its own copies of the UNet, of the text encoder when
-    `text_encoder`, and of the (stateful) scheduler; every other component (VAE, tokenizer, the frozen text
-    encoder, feature extractor) is `base`'s own object, shared, and must only be read."""
-    trained = {"unet", "text_encoder"} if text_encoder else {"unet"}
+def trainable_copy(
+    base: StableDiffusionPipeline, *, text_encoder: bool = False, unet: bool = True
+) -> StableDiffusionPipeline:
+    """A pipeline to train without touching `base`: its own copies of the UNet (unless not `unet`), of the text
+    encoder when `text_encoder`, and of the (stateful) scheduler; every other component (VAE, tokenizer, the
+    frozen text encoder, feature extractor) is `base`'s own object, shared, and must only be read or replaced."""
+    trained = {name for name, wanted in (("unet", unet), ("text_encoder", text_encoder)) if wanted}
     components = {
         name: copy.deepcopy(module) if name in trained else module for name, module in base.components.items()
     }

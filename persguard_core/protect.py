@@ -13,7 +13,6 @@ knows nothing of the service around it.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Callable
@@ -134,9 +133,8 @@ def implant_encoder(
     """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`."""
     size, cfg = image_size(pipe), spec.encoder
     subjects = [EncoderSubject(load_images(s.images, size), encoder_target(pipe, s)) for s in spec.subjects]
-    vae = copy.deepcopy(pipe.vae)
     implanter = EncoderImplanter(
-        vae,
+        pipe.vae,
         subjects,
         keep,
         steps=cfg.steps,
@@ -147,7 +145,7 @@ def implant_encoder(
         target_gain=cfg.target_gain,
     )
     history = implanter.run(progress, should_cancel, offset=offset, total=offset + cfg.steps)
-    pipe.register_modules(vae=vae)
+    pipe.register_modules(vae=implanter.vae)
     return history
 
 
@@ -200,14 +198,19 @@ def protect(
         raise ValueError(f"the loaded base model comes from {base.path}, but the spec names {spec.base_model!r}")
     private_dir.mkdir(parents=True, exist_ok=True)
     (private_dir / "spec.json").write_text(spec.model_dump_json(indent=2))
-    parts = DiffusionParts.from_base(base.pipe, text_trainable=spec.training.trainable == "unet+text-encoder")
-    pipe = parts.pipe
-    if pipe.device.type == "cuda":
-        pipe.unet.enable_gradient_checkpointing()  # memory for SD-size UNets; SDPA attention is diffusers' default
+    trains_unet = spec.carrier in ("unet", "unet+encoder")
+    parts = None
+    if trains_unet:
+        parts = DiffusionParts.from_base(base.pipe, text_trainable=spec.training.trainable == "unet+text-encoder")
+        pipe = parts.pipe
+        if pipe.device.type == "cuda":
+            pipe.unet.enable_gradient_checkpointing()  # memory for SD-size UNets; SDPA attention is the default
+    else:
+        pipe = model_io.trainable_copy(base.pipe, unet=False)  # the encoder carrier copies only the VAE it trains
     general = list(general_prompts or GENERIC_PROMPTS)
     samples = class_samples(pipe, spec, n_class_images)
     history, unet_steps = History(), 0
-    if spec.carrier in ("unet", "unet+encoder"):
+    if parts is not None:
         unet_steps = spec.training.steps
         if spec.carrier == "unet+encoder" and progress is not None:
             progress = _counting_to(progress, spec.total_steps)

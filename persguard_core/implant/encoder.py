@@ -89,11 +89,12 @@ def moments_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class EncoderImplanter:
-    """Minimises L_ENC over the encoder and quant_conv of `vae` (trained in place; pass a copy) with AdamW."""
+    """Minimises L_ENC with AdamW over the encoder and quant_conv of `self.vae`, a copy of `base`; `base` itself
+    is the frozen teacher E_0 and is only read."""
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        base: AutoencoderKL,
         subjects: list[EncoderSubject],
         keep_images: np.ndarray,
         *,
@@ -108,10 +109,10 @@ class EncoderImplanter:
             raise ValueError("nothing to protect: no subjects")
         if len(keep_images) == 0:
             raise ValueError("the encoder carrier needs images to keep (references or teacher samples)")
-        self.vae, self.teacher = vae, copy.deepcopy(vae).eval().requires_grad_(False)
+        self.teacher, self.vae = base, copy.deepcopy(base).requires_grad_(False)
         self.subjects, self.keep_images = subjects, keep_images
         self.steps, self.batch_size, self.keep_weight, self.gain = steps, batch_size, keep_weight, target_gain
-        vae.requires_grad_(False)
+        vae = self.vae
         self.params = [*vae.encoder.parameters(), *(vae.quant_conv.parameters() if vae.quant_conv else [])]
         for p in self.params:
             p.requires_grad_(True)
