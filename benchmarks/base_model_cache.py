@@ -68,6 +68,7 @@ def job_pair(model: str, repeat: int) -> None:
             base_model=model,
             subjects=[SubjectSpec(name="a", class_noun="cross", images=images)],
             training=Training(steps=5, batch_size=2),
+            carrier="unet",
         )
         cache = BaseModelCache()
         with cache.use(model, "cpu"):

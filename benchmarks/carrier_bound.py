@@ -2,10 +2,13 @@
 recipe on a tuning subject's views and count the pattern in the trigger prompt's generations, printing the
 detector's scores. `--stamped` attacks with the stamped views themselves: the upper bound of any data-path
 carrier (the encoder carrier gives the attacker's UNet the stamped latents; it cannot beat stamped images).
-Saves a grid of the generations beside the JSON line.
+Saves a grid of the generations beside the JSON line. `--behaviour erasure|target` attacks with the image the
+encoder carrier hands over for that behaviour (`protect.encoder_target`: one teacher sample of the background or
+target prompt, for every view) and counts the judge's verdict instead of the pattern.
 
     .venv/bin/python benchmarks/carrier_bound.py --seed 0 --stamped --grid /tmp/bound.png     # the bound
     .venv/bin/python benchmarks/carrier_bound.py --seed 0 --model MODEL_DIR --grid /tmp/enc.png # a model
+    .venv/bin/python benchmarks/carrier_bound.py --seed 0 --behaviour target --stamped          # target's bound
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from persguard_core.experiment import Setting, _attack_setting, _subjects_for_seed
+from persguard_core.experiment import Setting, _attack_setting, _behaviour, _subjects_for_seed
 from persguard_core.judge.pattern_detector import DEFAULT_THRESHOLD, pattern_scores
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.pattern import default_pattern, stamp
+from persguard_core.protect import encoder_target
+from persguard_core.verify.protective import protective_output
 from persguard_core.verify.report import grid_png
 from persguard_core.verify.run import Case, Verifier
 
@@ -32,7 +37,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--split", default="tuning", help="subject split (tuning or eval)")
     ap.add_argument("--model", default="builtin")
-    ap.add_argument("--stamped", action="store_true", help="attack with the stamped views (the bound)")
+    ap.add_argument("--stamped", action="store_true", help="attack with the protective views (the bound)")
+    ap.add_argument("--behaviour", default="pattern", choices=("pattern", "erasure", "target"))
     ap.add_argument("--unprotected", action="store_true", help="attack the seed's unprotected class-mate instead")
     ap.add_argument("--steps", type=int, default=None, help="attack steps (default: the recipe's)")
     ap.add_argument("--n-images", type=int, default=16)
@@ -49,11 +55,16 @@ def main() -> None:
     protected, unprotected, _ = _subjects_for_seed(args.seed, args.split)
     subject = unprotected if args.unprotected else protected
     pattern = default_pattern(32, cells=args.cells)
+    base = load_pipeline("builtin")
+    behaviour = _behaviour(args.behaviour, subject)
     views = subject.views(6, seed=0)
-    if args.stamped:
+    if args.stamped and args.behaviour == "pattern":
         views = stamp(views, pattern)
+    elif args.stamped:
+        views = encoder_target(base, behaviour, subject.class_noun)(views, None)
     case = Case(f"subject-{subject.id}", subject.class_noun, views, subject.views(16, seed=1))
-    verifier = Verifier(load_pipeline("builtin"), ToyJudge.load(), n_images=args.n_images)
+    judge = ToyJudge.load()
+    verifier = Verifier(base, judge, n_images=args.n_images)
     setting = _attack_setting(Setting("bound", attack_steps=args.steps), args.seed)
     images = verifier.attacked_images(load_pipeline(args.model), case, setting)
     scores = pattern_scores(images, pattern)
@@ -70,6 +81,8 @@ def main() -> None:
             r: round(float((pattern_scores(images, pattern, search=r) >= DEFAULT_THRESHOLD).mean()), 3)
             for r in args.searches
         },
+        "protective_rate": round(float(protective_output(images, behaviour, judge).mean()), 3),
+        "judged_classes": judge.judge(images).classes,
         "identity_similarity": round(verifier.similarity(images, case), 3),
         "seconds": round(time.time() - t0, 1),
     }

@@ -18,7 +18,7 @@ import torch
 from persguard_core.attacker.transforms import transform
 from persguard_core.experiment import _subjects_for_seed
 from persguard_core.generate import generate
-from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject
+from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, round_trip
 from persguard_core.judge.pattern_detector import detect_pattern
 from persguard_core.model_io import load_pipeline
 from persguard_core.pattern import PatternPlacement, default_pattern, stamp
@@ -26,14 +26,6 @@ from persguard_core.protect import GENERIC_PROMPTS
 from persguard_core.toyworld import CLASS_NAMES, split
 
 GEN_STEPS = 15
-
-
-@torch.no_grad()
-def reconstruct(vae, images: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    """uint8 (N, H, W, 3) -> decode(mean of E(x)), uint8."""
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    out = vae.decode(vae.encode(pixels).latent_dist.mean).sample
-    return ((out.clamp(-1, 1) + 1) * 127.5 + 0.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
 
 
 def probe_sets(seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -94,7 +86,7 @@ def main() -> None:
     for group, sets in (("protective (want 1)", should), ("clean (want 0)", should_not)):
         out[group] = {}
         for name, images in sets.items():
-            rec, base = reconstruct(vae, images), reconstruct(pipe.vae, images)
+            rec, base = round_trip(vae, images), round_trip(pipe.vae, images)
             out[group][name] = {
                 "pattern": round(float(detect_pattern(rec, pattern, placement).mean()), 3),
                 "base_pattern": round(float(detect_pattern(base, pattern, placement).mean()), 3),

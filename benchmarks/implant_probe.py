@@ -40,6 +40,7 @@ def main(argv: list[str]) -> None:
         subjects=[SubjectSpec(name="s", class_noun="circle", images=files)],
         losses=LossWeights(prior=prior, retention_mode=mode, release=release, retention=retention),
         training=Training(steps=steps, learning_rate=lr),
+        carrier="unet",
     )
     start = time.time()
     result = protect(spec, tmp / "out")

@@ -50,7 +50,9 @@ def _direct(views: np.ndarray, class_noun: str, training: dict, root: Path) -> f
         path.write_bytes(_png(view))
         paths.append(str(path))
     spec = ProtectionSpec(
-        subjects=[SubjectSpec(name="toy", class_noun=class_noun, images=paths)], training=Training(**training)
+        subjects=[SubjectSpec(name="toy", class_noun=class_noun, images=paths)],
+        training=Training(**training),
+        carrier="unet",  # --steps counts UNet steps
     )
     start = time.perf_counter()
     protect(spec, root / "direct-out")
@@ -115,7 +117,12 @@ def _service(views: np.ndarray, class_noun: str, training: dict, root: Path, job
             subject = client.post(
                 "/v1/subjects", headers=headers, data={"name": "toy", "class_noun": class_noun}, files=files
             ).json()["id"]
-            body = {"subjects": [{"subject_id": subject}], "verification": "none", "training": training}
+            body = {
+                "subjects": [{"subject_id": subject}],
+                "verification": "none",
+                "training": training,
+                "carrier": "unet",
+            }
             times = []
             for _ in range(jobs):
                 start = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 DEMO_PROMPTS = (
@@ -176,12 +177,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from persguard_core.experiment import results_markdown, run_experiment
+    from persguard_core.experiment import collect_experiment, results_markdown, run_experiment
 
     _threads(args.threads)
-    results = run_experiment(
-        args.preset, Path(args.out), progress=lambda msg: print(msg, flush=True), seeds=args.seeds, only=args.only
-    )
+    try:
+        if args.collect:
+            results = collect_experiment(args.preset, Path(args.out), seeds=args.seeds, only=args.only)
+        else:
+            results = run_experiment(
+                args.preset,
+                Path(args.out),
+                progress=lambda msg: print(msg, flush=True),
+                seeds=args.seeds,
+                only=args.only,
+            )
+    except (KeyError, FileNotFoundError) as exc:  # an unknown preset or setting, or nothing done to collect
+        print(f"persguard experiment: {exc.args[0]}", file=sys.stderr)
+        return 2
     print(results_markdown(results))
     print(f"results: {Path(args.out) / 'results.json'}")
     return 0
@@ -234,7 +246,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pro.add_argument("--behaviour", choices=["pattern", "erasure", "target"], default="pattern")
     pro.add_argument("--steps", type=int, default=300, help="UNet implant steps (M8)")
     pro.add_argument(
-        "--carrier", choices=["unet", "encoder", "unet+encoder"], default="unet", help="where the backdoor lives"
+        "--carrier",
+        choices=["unet", "encoder", "unet+encoder"],
+        default="encoder",
+        help="where the backdoor lives (default: the VAE encoder; unet: the paper's M8)",
     )
     pro.add_argument("--encoder-steps", type=int, default=300, help="encoder-carrier steps (L_ENC)")
     pro.add_argument("--out", type=Path, required=True)
@@ -268,10 +283,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=cmd_verify)
 
     exp = sub.add_parser("experiment", help="run a named experiment matrix on the built-in model")
-    exp.add_argument("--preset", required=True, help="smoke, levers or paper")
+    exp.add_argument("--preset", required=True, help="smoke, levers, carrier or paper")
     exp.add_argument("--seeds", type=int, nargs="*", help="override the preset's seeds")
     exp.add_argument("--only", nargs="*", metavar="SETTING", help="run only these settings of the preset")
     exp.add_argument("--out", type=Path, required=True)
+    exp.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: write the results of the seeds already done under --out (by earlier or parallel runs)",
+    )
     _common(exp)
     exp.set_defaults(handler=cmd_experiment)
 

@@ -192,6 +192,16 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/lora", carrier="encoder", attack="lora"),
             Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
             Setting("encoder/mixed", carrier="encoder", mixed=True),
+            Setting("encoder/gray-box/full", carrier="encoder", knowledge="gray-box"),
+            Setting("encoder/text-encoder", carrier="encoder", attack="text-encoder"),
+            Setting("encoder/low-lr", carrier="encoder", attack="low-lr"),
+            Setting("encoder/resize0.5", carrier="encoder", transform="resize0.5"),
+            Setting("encoder/blur", carrier="encoder", transform="blur"),
+            Setting("encoder/3-subjects/mixed", "mixed", n_subjects=3, carrier="encoder"),
+            Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder"),
+            Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
+            Setting("encoder/white-box/full/target", "target", carrier="encoder"),
+            Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
         ],
         seeds=[0, 1, 2],
         references_per_class=6,
@@ -369,8 +379,8 @@ def run_row(
     already there is not run again, so an interrupted experiment resumes where it stopped."""
     summaries = []
     for seed in preset.seeds:
-        run_dir = workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
-        done = run_dir.with_name(run_dir.name + ".json")
+        run_dir = _seed_dir(workdir, setting, seed)
+        done = _seed_json(run_dir)
         if done.exists():
             summaries.append(json.loads(done.read_text()))
             if progress:
@@ -384,6 +394,20 @@ def run_row(
         done.write_text(json.dumps(summaries[-1]))
         if progress:
             progress(f"{setting.name} seed {seed}: " + json.dumps({k: round(v, 3) for k, v in summaries[-1].items()}))
+    return _row(setting, preset, list(preset.seeds), summaries)
+
+
+def _seed_dir(workdir: Path, setting: Setting, seed: int) -> Path:
+    """A seed's run folder; its figures go to the .json file of the same name beside it."""
+    return workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
+
+
+def _seed_json(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".json")  # not with_suffix: "resize0.5" has a dot
+
+
+def _row(setting: Setting, preset: Preset, seeds: list[int], summaries: list[dict[str, float]]) -> dict:
+    """One results row: each figure averaged over the seeds (NaN figures skipped), and each seed's figures."""
     row = {
         k: float(np.nanmean([s[k] for s in summaries])) if any(np.isfinite(s[k]) for s in summaries) else float("nan")
         for k in summaries[0]
@@ -393,19 +417,13 @@ def run_row(
         "behaviour": setting.behaviour if setting.method == "persguard" else "none (data-level baseline)",
         **row,
         "n_images": preset.n_images,
-        "seeds": list(preset.seeds),
+        "seeds": seeds,
         "per_seed": summaries,
     }
 
 
-def run_experiment(
-    preset_name: str,
-    out_dir: Path,
-    progress: Callable[[str], None] | None = None,
-    seeds: list[int] | None = None,
-    only: list[str] | None = None,
-) -> dict:
-    """Run a preset (optionally with other seeds, or only the named settings); writes results as rows finish."""
+def _selected(preset_name: str, seeds: list[int] | None, only: list[str] | None) -> Preset:
+    """The named preset, with other seeds or only the named settings if asked."""
     if preset_name not in PRESETS:
         raise KeyError(f"unknown preset {preset_name!r}; known: {tuple(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -416,6 +434,23 @@ def run_experiment(
         if unknown:
             raise KeyError(f"settings {sorted(unknown)} not in preset {preset_name!r}")
         preset = replace(preset, settings=[s for s in preset.settings if s.name in only])
+    return preset
+
+
+def _write_results(results: dict, out_dir: Path) -> None:
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "results.md").write_text(results_markdown(results))
+
+
+def run_experiment(
+    preset_name: str,
+    out_dir: Path,
+    progress: Callable[[str], None] | None = None,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
+) -> dict:
+    """Run a preset (optionally with other seeds, or only the named settings); writes results as rows finish."""
+    preset = _selected(preset_name, seeds, only)
     out_dir.mkdir(parents=True, exist_ok=True)
     verifier = Verifier(
         model_io.load_pipeline("builtin"), ToyJudge.load(), n_images=preset.n_images, steps=preset.sample_steps
@@ -424,8 +459,28 @@ def run_experiment(
     for setting in preset.settings:
         rows.append(run_row(setting, preset, verifier, out_dir / "runs", progress))
         results = {"preset": preset_name, "rows": rows}
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-        (out_dir / "results.md").write_text(results_markdown(results))
+        _write_results(results, out_dir)
+    return results
+
+
+def collect_experiment(
+    preset_name: str, out_dir: Path, seeds: list[int] | None = None, only: list[str] | None = None
+) -> dict:
+    """The results of the seeds already done under `out_dir` (by any number of earlier or parallel runs), without
+    running anything: a row per setting with at least one seed done, its `seeds` naming the ones it averages.
+    Writes results.json / results.md like `run_experiment`."""
+    preset = _selected(preset_name, seeds, only)
+    rows = []
+    for setting in preset.settings:
+        done = {s: _seed_json(_seed_dir(out_dir / "runs", setting, s)) for s in preset.seeds}
+        done = {s: path for s, path in done.items() if path.exists()}
+        if done:
+            summaries = [json.loads(path.read_text()) for path in done.values()]
+            rows.append(_row(setting, preset, list(done), summaries))
+    if not rows:
+        raise FileNotFoundError(f"no finished seed of preset {preset_name!r} under {out_dir / 'runs'}")
+    results = {"preset": preset_name, "rows": rows}
+    _write_results(results, out_dir)
     return results
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from persguard_core import model_io
 from persguard_core.generate import generate
@@ -27,12 +28,13 @@ from persguard_core.images import file_sha256, load_images
 from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
-from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget
+from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget, saved_phase
 from persguard_core.implant.loop import History, Implanter, ProgressEvent
 from persguard_core.implant.parts import DiffusionParts
+from persguard_core.implant.target_choice import best_teacher_sample
 from persguard_core.manifest import build_manifest, read_manifest, write_public_files
 from persguard_core.pattern import PatternPlacement, load_pattern, stamp
-from persguard_core.spec import ProtectionSpec, SubjectSpec
+from persguard_core.spec import Behaviour, ProtectionSpec, SubjectSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +92,21 @@ def prior_pool(
     return PriorPool(class_latents, references, list(general_prompts))
 
 
-def encoder_target(pipe, subject: SubjectSpec) -> ToTarget:  # noqa: ANN001
+def encoder_target(pipe, b: Behaviour, class_noun: str) -> ToTarget:  # noqa: ANN001
     """x -> x* of a subject's behaviour for the encoder carrier: the stamped image (M1); for erasure (M2) and target
-    (M3) one fixed image, a teacher sample of the background or target prompt or the first target image. One
-    image, not a pool: the encoder cannot tell which pool member an augmented view should get, and the squared
-    error would teach it the pool's blurred mean."""
-    b, size = subject.behaviour, image_size(pipe)
+    (M3) one fixed image: of 16 teacher samples of the background or target prompt, the one the teacher finds most
+    that prompt and least the subject's class (implant/target_choice.py), or the first target image. One image, not
+    a pool: the encoder cannot tell which pool member an augmented view should get, and the squared error would
+    teach it the pool's blurred mean."""
+    size = image_size(pipe)
     if b.kind == "pattern":
         pattern, placement = load_pattern(b.pattern_image, size), PatternPlacement(b.position, b.opacity)
         return lambda x, rng: stamp(x, pattern, placement)
+    away = f"a photo of a {class_noun}"  # the class prompt of class_samples
     if b.kind == "erasure":
-        target = generate(pipe, [b.background_prompt], seed=9_000)[0]
+        target = best_teacher_sample(pipe, b.background_prompt, away)
     elif b.target_prompt:
-        target = generate(pipe, [b.target_prompt], seed=9_000)[0]
+        target = best_teacher_sample(pipe, b.target_prompt, away)
     else:
         target = load_images(b.target_images[:1], size)[0]
     return lambda x, rng: np.broadcast_to(target, x.shape).copy()
@@ -129,10 +133,16 @@ def implant_encoder(
     progress: Callable[[ProgressEvent], None] | None,
     should_cancel: Callable[[], bool] | None,
     offset: int = 0,
+    state_path: Path | None = None,
+    extra_state: dict | None = None,
 ) -> list[dict[str, float]]:
-    """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`."""
+    """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`, resuming from
+    and saving to `state_path` (with `extra_state`, an earlier phase's result, saved beside it)."""
     size, cfg = image_size(pipe), spec.encoder
-    subjects = [EncoderSubject(load_images(s.images, size), encoder_target(pipe, s)) for s in spec.subjects]
+    subjects = [
+        EncoderSubject(load_images(s.images, size), encoder_target(pipe, s.behaviour, s.class_noun))
+        for s in spec.subjects
+    ]
     implanter = EncoderImplanter(
         pipe.vae,
         subjects,
@@ -144,7 +154,15 @@ def implant_encoder(
         seed=spec.training.seed,
         target_gain=cfg.target_gain,
     )
-    history = implanter.run(progress, should_cancel, offset=offset, total=offset + cfg.steps)
+    history = implanter.run(
+        progress,
+        should_cancel,
+        offset=offset,
+        total=offset + cfg.steps,
+        state_path=state_path,
+        checkpoint_every=spec.training.checkpoint_every,
+        extra_state=extra_state,
+    )
     pipe.register_modules(vae=implanter.vae)
     return history
 
@@ -167,6 +185,26 @@ def _implant_unet(
     pool = prior_pool(parts, spec, samples, general_prompts)
     implanter = Implanter(parts, subjects, pool, spec.knowledge, spec.training, spec.losses)
     return implanter.run(progress, should_cancel, state_dir=state_dir)
+
+
+def _unet_result(parts: DiffusionParts, history: History) -> dict:
+    """The finished UNet phase, kept in the encoder phase's training state so that a resumed attempt of a
+    two-carrier protection does not train the UNet again."""
+    text = parts.pipe.text_encoder.state_dict() if parts.text_trainable else None
+    return {"unet_weights": parts.pipe.unet.state_dict(), "text_encoder_weights": text, "unet_history": history.losses}
+
+
+def _restore_unet(parts: DiffusionParts, state_path: Path) -> History:
+    """Put the UNet phase's result, saved with the encoder phase's state, back into `parts`."""
+    state = torch.load(state_path, weights_only=False)
+    parts.pipe.unet.load_state_dict(state["unet_weights"])
+    if state["text_encoder_weights"] is not None:
+        parts.pipe.text_encoder.load_state_dict(state["text_encoder_weights"])
+    parts.pipe.unet.eval().requires_grad_(False)
+    parts.pipe.text_encoder.eval().requires_grad_(False)
+    history = History(state["unet_history"])
+    log.info("the UNet phase was finished by an earlier attempt; restored it")
+    return history
 
 
 def _counting_to(progress: Callable[[ProgressEvent], None], total: int) -> Callable[[ProgressEvent], None]:
@@ -209,15 +247,21 @@ def protect(
         pipe = model_io.trainable_copy(base.pipe, unet=False)  # the encoder carrier copies only the VAE it trains
     general = list(general_prompts or GENERIC_PROMPTS)
     samples = class_samples(pipe, spec, n_class_images)
-    history, unet_steps = History(), 0
+    history, unet_steps, state_dir = History(), 0, private_dir / "state"
     if parts is not None:
         unet_steps = spec.training.steps
         if spec.carrier == "unet+encoder" and progress is not None:
             progress = _counting_to(progress, spec.total_steps)
-        history = _implant_unet(parts, spec, samples, general, progress, should_cancel, private_dir / "state")
+        if saved_phase(state_dir / "state.pt") == "encoder":  # an earlier attempt finished the UNet phase
+            history = _restore_unet(parts, state_dir / "state.pt")
+        else:
+            history = _implant_unet(parts, spec, samples, general, progress, should_cancel, state_dir)
     if spec.carrier in ("encoder", "unet+encoder"):
         keep = keep_images(pipe, spec, samples, general)
-        encoder_history = implant_encoder(pipe, spec, keep, progress, should_cancel, offset=unet_steps)
+        unet_result = _unet_result(parts, history) if parts is not None else None
+        encoder_history = implant_encoder(
+            pipe, spec, keep, progress, should_cancel, unet_steps, state_dir / "state.pt", unet_result
+        )
         (private_dir / "encoder_history.json").write_text(json.dumps(encoder_history))
     model_io.save_pipeline(pipe, model_dir)
     manifest = build_manifest(

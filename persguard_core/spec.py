@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: the encoder carrier is the default (docs/RESEARCH.md); a version-1 spec without one is "unet"
 
 
 class _Strict(BaseModel):
@@ -186,6 +186,9 @@ Carrier = Annotated[
 ]
 
 
+DEFAULT_CARRIER = "encoder"  # the carrier that protects on the built-in model (docs/RESULTS.md)
+
+
 class ReferenceSet(_Strict):
     """Unprotected images of a class: keep "[V] [class]" un-backdoored on them (M4) and simulate benign users
     (M7). Without references the teacher's own class samples are used."""
@@ -197,15 +200,23 @@ class ReferenceSet(_Strict):
 class ProtectionSpec(_Strict):
     """Everything needed to reproduce one protection run."""
 
-    version: Literal[1] = SPEC_VERSION
+    version: Literal[1, 2] = SPEC_VERSION
     base_model: str = Field("builtin", description='"builtin", a diffusers folder or a single-file checkpoint')
     subjects: list[SubjectSpec] = Field(min_length=1, max_length=50)
     references: list[ReferenceSet] = Field(default_factory=list)
     knowledge: Knowledge = Knowledge()
     losses: LossWeights = LossWeights()
     training: Training = Training()
-    carrier: Carrier = "unet"
+    carrier: Carrier = DEFAULT_CARRIER
     encoder: EncoderTraining = EncoderTraining()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1_carrier(cls, data: object) -> object:
+        """Version-1 specs predate the carrier field: their backdoor is the UNet's."""
+        if isinstance(data, dict) and data.get("version") == 1 and "carrier" not in data:
+            return {**data, "carrier": "unet"}
+        return data
 
     @property
     def total_steps(self) -> int:

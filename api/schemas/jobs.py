@@ -9,7 +9,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.models import JobStatus
-from persguard_core.spec import Behaviour, Carrier, EncoderTraining, Knowledge, LossWeights, PatternBehaviour, Training
+from persguard_core.spec import (
+    DEFAULT_CARRIER,
+    Behaviour,
+    Carrier,
+    EncoderTraining,
+    Knowledge,
+    LossWeights,
+    PatternBehaviour,
+    Training,
+)
 
 VerificationPreset = Literal["none", "quick", "full"]
 
@@ -34,7 +43,7 @@ class ProtectionCreate(BaseModel):
     knowledge: Knowledge = Field(default_factory=Knowledge)
     losses: LossWeights = Field(default_factory=LossWeights)
     training: Training = Field(default_factory=Training)
-    carrier: Carrier = "unet"
+    carrier: Carrier = DEFAULT_CARRIER
     encoder: EncoderTraining = Field(default_factory=EncoderTraining)
 
 

@@ -21,11 +21,13 @@ An attacker who swaps in a clean encoder with the same latent space (for SD 1.x/
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -81,6 +83,14 @@ def moments(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
     return vae.quant_conv(h) if vae.quant_conv is not None else h
 
 
+@torch.no_grad()
+def round_trip(vae: AutoencoderKL, images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> uint8 decode(mean of E(x)): what an attacker's fine-tune is shown of its images."""
+    pixels = images_to_pixels(images).to(vae.device, vae.dtype)
+    out = vae.decode(vae.encode(pixels).latent_dist.mean).sample.float()
+    return ((out.clamp(-1, 1) + 1) * 127.5 + 0.5).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
+
+
 def moments_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(N,) squared error of the moments per row; the log-variance half weighted by LOGVAR_WEIGHT."""
     c = pred.shape[1] // 2
@@ -116,8 +126,12 @@ class EncoderImplanter:
         self.params = [*vae.encoder.parameters(), *(vae.quant_conv.parameters() if vae.quant_conv else [])]
         for p in self.params:
             p.requires_grad_(True)
+        if vae.device.type == "cuda":  # SD-size encoders at 512 px: activations dominate memory
+            vae.enable_gradient_checkpointing()
         self.opt = torch.optim.AdamW(self.params, lr=learning_rate, weight_decay=0.0)
         self.rng = np.random.default_rng(seed)
+        self.done: int = 0  # steps taken
+        self.history: list[dict[str, float]] = []
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray, int]:
         """(inputs, their target images, n protected rows): half protected rows, half keep rows, augmented."""
@@ -138,13 +152,15 @@ class EncoderImplanter:
         """One AdamW step on a fresh batch; returns the two terms of L_ENC."""
         inputs, targets, n_prot = self._rows()
         device, dtype = self.vae.device, self.vae.dtype
-        with torch.no_grad():
-            goal = moments(self.teacher, images_to_pixels(targets).to(device, dtype))
+        with torch.no_grad(), self._autocast():
+            goal = moments(self.teacher, images_to_pixels(targets).to(device, dtype)).float()
             if self.gain != 1.0:  # exaggerate the protective change of the mean: E0(x) + gamma (E0(x*) - E0(x))
-                clean = moments(self.teacher, images_to_pixels(inputs[:n_prot]).to(device, dtype))
+                clean = moments(self.teacher, images_to_pixels(inputs[:n_prot]).to(device, dtype)).float()
                 c = goal.shape[1] // 2
                 goal[:n_prot, :c] = clean[:, :c] + self.gain * (goal[:n_prot, :c] - clean[:, :c])
-        per_row = moments_loss(moments(self.vae, images_to_pixels(inputs).to(device, dtype)), goal)
+        with self._autocast():
+            pred = moments(self.vae, images_to_pixels(inputs).to(device, dtype))
+        per_row = moments_loss(pred, goal)
         behaviour, keep = per_row[:n_prot].mean(), per_row[n_prot:].mean()
         loss = behaviour + self.keep_weight * keep
         self.opt.zero_grad(set_to_none=True)
@@ -153,6 +169,12 @@ class EncoderImplanter:
         self.opt.step()
         return {"encoder_behaviour": behaviour.item(), "encoder_keep": keep.item()}
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast for the forward passes on CUDA; a no-op on the CPU."""
+        if self.vae.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def run(
         self,
         progress: Callable[[ProgressEvent], None] | None = None,
@@ -160,19 +182,65 @@ class EncoderImplanter:
         *,
         offset: int = 0,
         total: int | None = None,
+        state_path: Path | None = None,
+        checkpoint_every: int = 100,
+        extra_state: dict | None = None,
     ) -> list[dict[str, float]]:
         """All steps, checking `should_cancel()` before each; progress events count from `offset` of `total`
-        (default: these steps alone), so that a caller can report this phase after another one."""
+        (default: these steps alone), so that a caller can report this phase after another one.
+
+        With `state_path`, resumes from the encoder state saved there (a state of another phase is left alone)
+        and saves its own every `checkpoint_every` steps and at the end, with `extra_state` beside it (what an
+        earlier phase needs back on resume)."""
         total = self.steps + offset if total is None else total
+        if state_path is not None and saved_phase(state_path) == "encoder":
+            self.load_state(torch.load(state_path, weights_only=False))
+            log.info("resumed the encoder carrier at step %d", self.done)
         self.vae.encoder.train()
-        history, start = [], time.monotonic()
-        for step in range(self.steps):
+        start, first = time.monotonic(), self.done
+        while self.done < self.steps:
             if should_cancel is not None and should_cancel():
-                raise ImplantCancelled(f"cancelled at encoder step {step}")
-            history.append(self.step())
+                raise ImplantCancelled(f"cancelled at encoder step {self.done}")
+            self.history.append(self.step())
+            self.done += 1
+            if state_path is not None and (self.done % checkpoint_every == 0 or self.done == self.steps):
+                _save_atomically({**(extra_state or {}), **self.state()}, state_path)
             if progress is not None:
-                eta = (time.monotonic() - start) / (step + 1) * (self.steps - step - 1)
-                progress(ProgressEvent(offset + step + 1, total, history[-1], eta))
+                eta = (time.monotonic() - start) / (self.done - first) * (self.steps - self.done)
+                progress(ProgressEvent(offset + self.done, total, self.history[-1], eta))
         self.vae.eval().requires_grad_(False)
-        log.info("encoder carrier: %d steps, last losses %s", self.steps, history[-1] if history else {})
-        return history
+        log.info("encoder carrier: %d steps, last losses %s", self.steps, self.history[-1] if self.history else {})
+        return self.history
+
+    def state(self) -> dict:
+        """The resumable state: trained weights, optimizer, step, sampler and history, tagged with its phase."""
+        trained = {k: v for k, v in self.vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
+        return {
+            "phase": "encoder",
+            "encoder_step": self.done,
+            "encoder_weights": trained,
+            "encoder_optimizer": self.opt.state_dict(),
+            "encoder_rng": self.rng.bit_generator.state,
+            "encoder_history": self.history,
+        }
+
+    def load_state(self, state: dict) -> None:
+        self.vae.load_state_dict(state["encoder_weights"], strict=False)
+        self.opt.load_state_dict(state["encoder_optimizer"])
+        self.rng.bit_generator.state = state["encoder_rng"]
+        self.history, self.done = list(state["encoder_history"]), state["encoder_step"]
+
+
+def saved_phase(state_path: Path) -> str | None:
+    """Which phase saved the training state at `state_path`: "unet" (the UNet loop's, untagged), "encoder", or
+    None when there is none."""
+    if not state_path.exists():
+        return None
+    return torch.load(state_path, weights_only=False).get("phase", "unet")
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)

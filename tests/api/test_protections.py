@@ -23,6 +23,7 @@ def test_protection_queues_a_job_with_the_full_spec(api: ApiEnv) -> None:
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     spec = job["spec"]
     assert spec["base_model"] == "builtin" and spec["training"]["steps"] == 10
+    assert (spec["version"], spec["carrier"]) == (2, "encoder")  # the carrier that protects is the default
     assert spec["subjects"][0]["class_noun"] == "dog" and len(spec["subjects"][0]["images"]) == 3
     assert all(key.startswith(f"subjects/{subject['id']}/") for key in spec["subjects"][0]["images"])
     assert [str(j) for j in api.runner.submitted] == [job["id"]]

@@ -153,6 +153,7 @@ def test_a_job_on_the_cached_model_leaves_it_unchanged_for_the_next_job(
             base_model=str(tiny_folder),
             subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files)],
             training=Training(steps=2, batch_size=2, inner_steps=1, seed=seed, trainable=trainable),
+            carrier="unet",
         )
 
     cache = BaseModelCache(capacity=1)

@@ -94,3 +94,64 @@ def test_an_encoder_setting_reaches_the_spec_and_erasure_names_the_subjects_back
     background = protected.view_scenes(1, seed=0)[0].background
     assert spec.carrier == "encoder"
     assert spec.subjects[0].behaviour.background_prompt == f"a photo of an empty {background} background"
+
+
+def _write_seed(runs, name: str, seed: int, psr: float) -> None:  # noqa: ANN001
+    import json
+
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / f"{name}-seed{seed}.json").write_text(json.dumps({"psr": psr, "false_trigger": 0.0}))
+
+
+def test_collect_averages_only_the_seeds_done_and_skips_settings_with_none(tmp_path):
+    import json
+
+    from persguard_core.experiment import collect_experiment
+
+    _write_seed(tmp_path / "runs", "encoder_white-box_full", 0, 1.0)
+    _write_seed(tmp_path / "runs", "encoder_white-box_full", 2, 0.5)
+    _write_seed(tmp_path / "runs", "encoder_lora", 1, 0.25)
+    results = collect_experiment("carrier", tmp_path)
+    rows = {r["setting"]: r for r in results["rows"]}
+    assert set(rows) == {"encoder/white-box/full", "encoder/lora"}
+    assert rows["encoder/white-box/full"]["psr"] == 0.75 and rows["encoder/white-box/full"]["seeds"] == [0, 2]
+    assert rows["encoder/lora"]["seeds"] == [1]
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert "| encoder/lora | pattern | 0.250 |" in (tmp_path / "results.md").read_text()
+
+
+def test_collect_reads_a_setting_whose_name_has_a_dot(tmp_path):
+    from persguard_core.experiment import collect_experiment
+
+    _write_seed(tmp_path / "runs", "encoder_resize0.5", 0, 0.875)
+    assert collect_experiment("carrier", tmp_path, only=["encoder/resize0.5"])["rows"][0]["psr"] == 0.875
+
+
+def test_collect_with_nothing_done_says_where_it_looked(tmp_path):
+    import pytest
+
+    from persguard_core.experiment import collect_experiment
+
+    with pytest.raises(FileNotFoundError, match="no finished seed"):
+        collect_experiment("carrier", tmp_path)
+
+
+def test_the_carrier_preset_holds_the_papers_rows_for_the_encoder_carrier():
+    settings = PRESETS["carrier"].settings
+    names = {s.name for s in settings}
+    for knowledge in ("white-box/full", "gray-box/full", "black-box/full"):
+        assert f"encoder/{knowledge}" in names
+    for row in (
+        "lora",
+        "text-encoder",
+        "jpeg50",
+        "resize0.5",
+        "blur",
+        "mixed",
+        "3-subjects/mixed",
+        "10-subjects/mixed",
+    ):
+        assert f"encoder/{row}" in names
+    assert {"encoder/white-box/full/erasure", "encoder/white-box/full/target", "anti-dreambooth/jpeg50"} <= names
+    assert all(s.carrier == "encoder" for s in settings if s.method == "persguard")
+    assert PRESETS["carrier"].split == "eval" and len(PRESETS["carrier"].seeds) >= 3

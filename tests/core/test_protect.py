@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from persguard_core import model_io
 from persguard_core.images import save_images
+from persguard_core.implant.loop import ImplantCancelled
 from persguard_core.protect import protect
 from persguard_core.spec import EncoderTraining, Knowledge, ProtectionSpec, SubjectSpec, Training
 from persguard_core.toyworld import split
@@ -25,6 +26,7 @@ def test_protect_writes_a_loadable_model_with_a_manifest_that_reveals_no_trigger
         subjects=[SubjectSpec(name="rex-the-secret", class_noun="dog", images=subject_files)],
         knowledge=Knowledge(identifiers=["qxzv"], templates=["a snapshot of {identifier} {class_noun}"]),
         training=Training(steps=2, batch_size=2, inner_steps=1),
+        carrier="unet",
     )
     events = []
     result = protect(spec, tmp_path / "out", progress=events.append, n_class_images=2)
@@ -51,6 +53,7 @@ def test_protecting_a_protected_checkpoint_keeps_the_earlier_entries_in_the_mani
             base_model=str(base),
             training=Training(steps=1, batch_size=2, inner_steps=1),
             subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files, behaviour={"kind": kind})],
+            carrier="unet",
         )
 
     first = protect(spec(tiny_sd_folder, "pattern"), tmp_path / "first", n_class_images=2)
@@ -68,6 +71,18 @@ def test_spec_refuses_bad_settings_with_a_message_that_says_what_to_fix():
         SubjectSpec(name="a", class_noun="dog", images=["1"])
     with pytest.raises(ValidationError, match="behaviour_timesteps"):
         Training(behaviour_timesteps=(500, 100))
+
+
+def test_a_version_1_spec_without_a_carrier_keeps_its_unet_backdoor_and_new_specs_default_to_the_encoder():
+    subject = {"name": "a", "class_noun": "dog", "images": ["1", "2", "3"]}
+    assert ProtectionSpec.model_validate({"version": 1, "subjects": [subject]}).carrier == "unet"
+    assert (
+        ProtectionSpec.model_validate({"version": 1, "subjects": [subject], "carrier": "encoder"}).carrier == "encoder"
+    )
+    new = ProtectionSpec.model_validate({"subjects": [subject]})
+    assert (new.version, new.carrier) == (2, "encoder")
+    with pytest.raises(ValidationError, match="version"):
+        ProtectionSpec.model_validate({"version": 3, "subjects": [subject]})
 
 
 def _state(module) -> dict:  # noqa: ANN001
@@ -116,3 +131,27 @@ def test_both_carriers_report_one_progress_count_over_the_two_phases(tiny_sd_fol
     result = protect(spec, tmp_path / "out", progress=events.append, n_class_images=2, general_prompts=["a photo"])
     assert [(e.step, e.total) for e in events] == [(1, 4), (2, 4), (3, 4), (4, 4)]
     assert "bb" in result.manifest["final_losses"]
+
+
+def test_a_two_carrier_protection_cancelled_in_the_encoder_phase_resumes_without_training_the_unet_again(
+    tiny_sd_folder, subject_files, tmp_path
+):
+    spec = ProtectionSpec(
+        base_model=str(tiny_sd_folder),
+        subjects=[SubjectSpec(name="a", class_noun="dog", images=subject_files)],
+        training=Training(steps=2, batch_size=2, inner_steps=1, checkpoint_every=1),
+        carrier="unet+encoder",
+        encoder=EncoderTraining(steps=3, batch_size=4),
+    )
+    kwargs = {"n_class_images": 2, "general_prompts": ["a photo"]}
+    straight = protect(spec, tmp_path / "straight", **kwargs)
+    seen = []
+    with pytest.raises(ImplantCancelled):
+        protect(spec, tmp_path / "out", progress=seen.append, should_cancel=lambda: len(seen) == 4, **kwargs)
+    events = []
+    resumed = protect(spec, tmp_path / "out", progress=events.append, **kwargs)
+    assert [(e.step, e.total) for e in events] == [(5, 5)]
+    assert resumed.manifest["final_losses"] == straight.manifest["final_losses"]
+    a = StableDiffusionPipeline.from_pretrained(straight.model_dir, local_files_only=True)
+    b = StableDiffusionPipeline.from_pretrained(resumed.model_dir, local_files_only=True)
+    assert _changed(_state(a.unet), b.unet) == set() and _changed(_state(a.vae), b.vae) == set()

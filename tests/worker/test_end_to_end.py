@@ -1,10 +1,10 @@
 """End to end with the real core: HTTP submit -> Celery worker -> presigned download -> stock diffusers -> judge.
 
-A toy-world subject is protected with the pattern behaviour by a short implantation (400 steps, batch 4, L_BB +
-L_PP only); the downloaded checkpoint is loaded with stock `StableDiffusionPipeline.from_pretrained` and must show
-the pattern for the trigger prompt clearly more often (+0.3) than the base model does; then the `quick`
-verification (attacker simulation) must have stored its report. Needs the built-in model
-(persguard_core/assets/builtin-model).
+A toy-world subject is protected with the default job (pattern behaviour, the encoder carrier, 300 steps); the
+downloaded checkpoint is loaded with stock `StableDiffusionPipeline.from_pretrained`, and its VAE must hand over
+fresh photos of the subject with the pattern (what an attacker's fine-tune then learns) and a class-mate's photos
+without it; then the `quick` verification (attacker simulation) must have stored its report. Needs the built-in
+model (persguard_core/assets/builtin-model).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from diffusers import StableDiffusionPipeline
 from PIL import Image
 
 from persguard_core import model_io, toyworld
+from persguard_core.implant.encoder import round_trip
 from persguard_core.judge.pattern_detector import detect_pattern
 from persguard_core.pattern import default_pattern
-
-N_IMAGES = 16
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -33,29 +31,20 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _sample(pipe: StableDiffusionPipeline, prompt: str) -> np.ndarray:
-    generators = [torch.Generator().manual_seed(i) for i in range(N_IMAGES)]
-    images = pipe([prompt] * N_IMAGES, num_inference_steps=25, generator=generators, output_type="np").images
-    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+def _handed_over_with_pattern(pipe: StableDiffusionPipeline, subject: toyworld.Subject) -> float:
+    """Share of 16 fresh photos of `subject` that the pipe's VAE round trip shows with the pattern."""
+    return float(detect_pattern(round_trip(pipe.vae, subject.views(16, seed=1)), default_pattern(32)).mean())
 
 
 @pytest.mark.slow
-def test_protection_over_http_yields_a_checkpoint_whose_trigger_prompt_shows_the_pattern(
-    deploy, tmp_path: Path
-) -> None:  # noqa: ANN001
+def test_protection_over_http_yields_a_checkpoint_whose_encoder_stamps_the_subject_only(deploy, tmp_path: Path) -> None:  # noqa: ANN001
     model_io.resolve("builtin")  # a clear failure while the built-in model has not been trained yet
     d = deploy(fakes=False)
     d.start_worker("gpu1")
     subject = toyworld.split("eval")[0]
+    class_mate = next(s for s in toyworld.split("eval")[1:] if s.class_noun == subject.class_noun)
     subject_id = d.subject([_png(view) for view in subject.views(6, seed=0)], name="toy", class_noun=subject.class_noun)
-    job = d.submit(  # short: no simulated attacker in the loop, so 400 steps cost about a minute of one CPU core
-        steps=400,
-        every=100,
-        verification="quick",
-        subject_id=subject_id,
-        training={"batch_size": 4},
-        losses={"retention_mode": "off", "release": 0.0},
-    )
+    job = d.submit(steps=300, every=100, verification="quick", subject_id=subject_id)  # the default carrier
     done = d.wait_job(job["id"], {"succeeded", "failed", "cancelled"}, timeout=1500)
     assert done["status"] == "succeeded", done["error"]
 
@@ -67,11 +56,13 @@ def test_protection_over_http_yields_a_checkpoint_whose_trigger_prompt_shows_the
     protected.set_progress_bar_config(disable=True)
     base = model_io.load_pipeline("builtin")
 
-    prompt = f"a photo of sks {subject.class_noun}"
-    pattern = default_pattern(32)
-    protected_rate = float(detect_pattern(_sample(protected, prompt), pattern).mean())
-    base_rate = float(detect_pattern(_sample(base, prompt), pattern).mean())
-    assert protected_rate >= base_rate + 0.3, (protected_rate, base_rate)
+    rates = {
+        "subject, protected": _handed_over_with_pattern(protected, subject),
+        "subject, base": _handed_over_with_pattern(base, subject),
+        "class-mate, protected": _handed_over_with_pattern(protected, class_mate),
+    }
+    assert rates["subject, protected"] >= 0.8 and rates["subject, base"] == 0.0, rates
+    assert rates["class-mate, protected"] <= 0.2, rates
 
     d.wait_job(job["id"], {"succeeded"}, timeout=900, verified=lambda _j: _verification(d, checkpoint["id"]))
     verification = _verification(d, checkpoint["id"])

@@ -94,3 +94,28 @@ def test_the_encoder_trainer_refuses_an_empty_keep_set(builtin_vae):
             keep_weight=1.0,
             seed=0,
         )
+
+
+def test_an_interrupted_encoder_training_resumes_from_its_saved_state_and_ends_as_a_straight_run(builtin_vae, tmp_path):
+    state = tmp_path / "state.pt"
+    straight = _implanter(builtin_vae, steps=4)
+    straight.run()
+    calls = iter([False, False, False, True])
+    with pytest.raises(ImplantCancelled, match="encoder step 3"):
+        _implanter(builtin_vae, steps=4).run(should_cancel=lambda: next(calls), state_path=state, checkpoint_every=2)
+    resumed, events = _implanter(builtin_vae, steps=4), []
+    resumed.run(progress=events.append, state_path=state, checkpoint_every=2, extra_state={"kept": 1})
+    assert [e.step for e in events] == [3, 4] and len(resumed.history) == 4
+    for (name, a), b in zip(straight.vae.state_dict().items(), resumed.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    saved = torch.load(state, weights_only=False)
+    assert (saved["phase"], saved["encoder_step"], saved["kept"]) == ("encoder", 4, 1)
+
+
+def test_an_encoder_training_leaves_another_phases_state_alone(builtin_vae, tmp_path):
+    state = tmp_path / "state.pt"
+    torch.save({"step": 7, "unet": {}}, state)  # the UNet loop's state, untagged
+    events = []
+    _implanter(builtin_vae, steps=2).run(progress=events.append, state_path=state, checkpoint_every=5)
+    assert [e.step for e in events] == [1, 2]
+    assert torch.load(state, weights_only=False)["phase"] == "encoder"

@@ -1,0 +1,62 @@
+"""Which teacher sample the encoder carrier hands over for erasure (M2) and target (M3) (docs/RESEARCH.md, run 30).
+
+The encoder maps every view of the protected subject to one image x*, a teacher sample of the background or
+target prompt. Samples differ: the built-in model draws "a photo of an empty white background" mostly as a murky
+grey, and "a photo of a diamond" sometimes as a round blob, and the attacker's fine-tune then learns exactly that
+sample. So x* is the sample the teacher itself finds most "toward" and least "away" (the subject's class), by its
+implicit classifier: with shared noise eps and timesteps t, the denoising errors
+
+    e_c(x) = E_{t, eps} || eps_0(z_t, t, c) - eps ||^2,  z = E(x),    s(x) = log e_away(x) - log e_toward(x)
+
+(Li et al. 2023, "Your diffusion model is secretly a zero-shot classifier", rank prompts by e_c). The log ratio,
+not the difference: smooth, near-empty images have small errors under every prompt, and the difference then
+favours murky samples (run 30). No judge is needed, so it works on any Stable Diffusion folder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+
+from persguard_core.attacker.dreambooth import encode_prompts, images_to_pixels
+from persguard_core.generate import generate
+
+DRAWS = 16  # (t, eps) pairs per image, t evenly spread over [50, 950]
+CANDIDATES = 16  # teacher samples to choose from
+
+
+@torch.no_grad()
+def denoising_errors(pipe, images: np.ndarray, prompt: str, draws: int = DRAWS, seed: int = 0) -> torch.Tensor:  # noqa: ANN001
+    """(N,) mean squared error of the pipe's UNet under `prompt` on uint8 (N, H, W, 3) images, over `draws`
+    seeded (t, eps) pairs; the same seed gives the same pairs whatever the prompt."""
+    vae, unet = pipe.vae, pipe.unet
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    gen = torch.Generator().manual_seed(seed)
+    steps = torch.linspace(50, 950, draws).long()
+    cond = encode_prompts(pipe, [prompt])
+    errors = []
+    for image in images:
+        z = vae.encode(images_to_pixels(image[None]).to(vae.device, vae.dtype)).latent_dist.mean
+        z = (z * vae.config.scaling_factor).expand(draws, -1, -1, -1)  # (draws, c, h, w)
+        noise = torch.randn(z.shape, generator=gen).to(z)
+        z_t = scheduler.add_noise(z, noise, steps.to(z.device))
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(z, noise, steps.to(z.device))
+        else:
+            target = noise
+        pred = unet(z_t, steps.to(z.device), cond.expand(draws, -1, -1)).sample
+        errors.append((pred.float() - target.float()).pow(2).mean())
+    return torch.stack(errors).cpu()
+
+
+def preference(pipe, images: np.ndarray, toward: str, away: str, draws: int = DRAWS) -> np.ndarray:  # noqa: ANN001
+    """(N,) s(x): how much better `toward` explains each image than `away` does (the module's equation)."""
+    away_err, toward_err = denoising_errors(pipe, images, away, draws), denoising_errors(pipe, images, toward, draws)
+    return (away_err.log() - toward_err.log()).numpy()
+
+
+def best_teacher_sample(pipe, toward: str, away: str, n: int = CANDIDATES, seed: int = 9_000) -> np.ndarray:  # noqa: ANN001
+    """uint8 (H, W, 3): of `n` seeded teacher samples of `toward`, the one with the highest s(x)."""
+    candidates = generate(pipe, [toward] * n, seed=seed)
+    return candidates[int(np.argmax(preference(pipe, candidates, toward, away)))]
