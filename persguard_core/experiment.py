@@ -171,6 +171,8 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/gain-2", carrier="encoder", encoder=EncoderTraining(target_gain=2.0)),
             Setting("encoder/erasure", "erasure", carrier="encoder"),
             Setting("encoder/target", "target", carrier="encoder"),
+            # session 5: x* chosen by the teacher's implicit classifier (run 30); an exaggerated erasure (run 31)
+            Setting("encoder/erasure/gain-2", "erasure", carrier="encoder", encoder=EncoderTraining(target_gain=2.0)),
             _high_noise(
                 "prompt-keyed/insert-and-keep-800/activation-only-k64",
                 retention=1.0,

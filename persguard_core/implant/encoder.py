@@ -236,7 +236,7 @@ def saved_phase(state_path: Path) -> str | None:
     None when there is none."""
     if not state_path.exists():
         return None
-    return torch.load(state_path, weights_only=False).get("phase", "unet")
+    return torch.load(state_path, weights_only=False, mmap=True).get("phase", "unet")  # mmap: reads only the tag
 
 
 def _save_atomically(state: dict, path: Path) -> None:

@@ -49,15 +49,15 @@ def test_protection_runs_to_a_downloadable_checkpoint(running_api: ApiEnv) -> No
 
 def test_the_real_core_runs_a_short_protection_to_a_checkpoint(make_env: Callable[..., ApiEnv]) -> None:
     api = make_env("sqlite", lambda sf, storage: InProcessRunner(sf, storage))
-    training = {"steps": 2, "batch_size": 2, "inner_steps": 1}
-    job = protect(api, [make_subject(api)["id"]], training=training, verification="none").json()
+    encoder = {"steps": 2, "batch_size": 4}  # the default carrier, the VAE encoder
+    job = protect(api, [make_subject(api)["id"]], encoder=encoder, verification="none").json()
     assert api.runner.wait_idle(timeout=300)
     done = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
     assert done["status"] == "succeeded", done["error"]
     assert done["step"] == done["total_steps"] == 2
     checkpoint = api.client.get(done["links"]["checkpoint"], headers=api.auth("alpha:admin")).json()
     paths = {f["path"] for f in checkpoint["manifest"]["files"]}
-    assert {"persguard.json", "README.md", "unet/diffusion_pytorch_model.safetensors"} <= paths
+    assert {"persguard.json", "README.md", "vae/diffusion_pytorch_model.safetensors"} <= paths
 
 
 def test_local_download_link_is_refused_when_tampered(make_env: Callable[..., ApiEnv]) -> None:
