@@ -203,6 +203,7 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder"),
             Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
             Setting("encoder/white-box/full/target", "target", carrier="encoder"),
+            Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),
             Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
         ],
         seeds=[0, 1, 2],
@@ -506,10 +507,11 @@ def results_markdown(results: dict) -> str:
     lines = [
         f"# Results: preset `{results['preset']}`",
         "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        "| " + " | ".join([*COLUMNS, "psr per seed"]) + " |",
+        "|" + "---|" * (len(COLUMNS) + 1),
     ]
     for row in results["rows"]:
         cells = [f"{row[c]:.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
+        per_seed = " / ".join(f"{s['psr']:.2f}" for s in row.get("per_seed", []) if "psr" in s)
+        lines.append("| " + " | ".join([*cells, per_seed]) + " |")
     return "\n".join(lines) + "\n"
