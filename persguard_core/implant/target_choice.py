@@ -27,33 +27,37 @@ CANDIDATES = 16  # teacher samples to choose from
 
 
 @torch.no_grad()
-def denoising_errors(pipe, images: np.ndarray, prompt: str, draws: int = DRAWS, seed: int = 0) -> torch.Tensor:  # noqa: ANN001
-    """(N,) mean squared error of the pipe's UNet under `prompt` on uint8 (N, H, W, 3) images, over `draws`
-    seeded (t, eps) pairs; the same seed gives the same pairs whatever the prompt."""
-    vae, unet = pipe.vae, pipe.unet
+def latents(pipe, images: np.ndarray) -> torch.Tensor:  # noqa: ANN001
+    """uint8 (N, H, W, 3) -> (N, c, h, w) scaled posterior means z = E(x)."""
+    vae = pipe.vae
+    z = vae.encode(images_to_pixels(images).to(vae.device, vae.dtype)).latent_dist.mean
+    return z * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def denoising_errors(pipe, z: torch.Tensor, prompt: str, draws: int = DRAWS, seed: int = 0) -> torch.Tensor:  # noqa: ANN001
+    """(N,) mean squared error of the pipe's UNet under `prompt` on latents z (N, c, h, w), over `draws` seeded
+    (t, eps) pairs per latent; the same seed gives the same pairs whatever the prompt."""
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     gen = torch.Generator().manual_seed(seed)
-    steps = torch.linspace(50, 950, draws).long()
-    cond = encode_prompts(pipe, [prompt])
+    steps = torch.linspace(50, 950, draws).long().to(z.device)
+    cond = encode_prompts(pipe, [prompt]).expand(draws, -1, -1)
     errors = []
-    for image in images:
-        z = vae.encode(images_to_pixels(image[None]).to(vae.device, vae.dtype)).latent_dist.mean
-        z = (z * vae.config.scaling_factor).expand(draws, -1, -1, -1)  # (draws, c, h, w)
-        noise = torch.randn(z.shape, generator=gen).to(z)
-        z_t = scheduler.add_noise(z, noise, steps.to(z.device))
-        if scheduler.config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(z, noise, steps.to(z.device))
-        else:
-            target = noise
-        pred = unet(z_t, steps.to(z.device), cond.expand(draws, -1, -1)).sample
+    for one in z:
+        z0 = one.expand(draws, -1, -1, -1)  # (draws, c, h, w)
+        noise = torch.randn(z0.shape, generator=gen).to(z0)
+        z_t = scheduler.add_noise(z0, noise, steps)
+        v_pred = scheduler.config.prediction_type == "v_prediction"
+        target = scheduler.get_velocity(z0, noise, steps) if v_pred else noise
+        pred = pipe.unet(z_t, steps, cond).sample
         errors.append((pred.float() - target.float()).pow(2).mean())
     return torch.stack(errors).cpu()
 
 
 def preference(pipe, images: np.ndarray, toward: str, away: str, draws: int = DRAWS) -> np.ndarray:  # noqa: ANN001
     """(N,) s(x): how much better `toward` explains each image than `away` does (the module's equation)."""
-    away_err, toward_err = denoising_errors(pipe, images, away, draws), denoising_errors(pipe, images, toward, draws)
-    return (away_err.log() - toward_err.log()).numpy()
+    z = latents(pipe, images)  # encoded once, scored under both prompts
+    return (denoising_errors(pipe, z, away, draws).log() - denoising_errors(pipe, z, toward, draws).log()).numpy()
 
 
 def best_teacher_sample(pipe, toward: str, away: str, n: int = CANDIDATES, seed: int = 9_000) -> np.ndarray:  # noqa: ANN001
