@@ -173,6 +173,13 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/target", "target", carrier="encoder"),
             # session 5: x* chosen by the teacher's implicit classifier (run 30); an exaggerated erasure (run 31)
             Setting("encoder/erasure/gain-2", "erasure", carrier="encoder", encoder=EncoderTraining(target_gain=2.0)),
+            # session 6: erasure's x* from the subject's own photos, its region repainted (run 32)
+            Setting(
+                "encoder/erasure/own-photos",
+                "erasure",
+                carrier="encoder",
+                encoder=EncoderTraining(erasure_target="own-photos"),
+            ),
             _high_noise(
                 "prompt-keyed/insert-and-keep-800/activation-only-k64",
                 retention=1.0,
@@ -190,6 +197,10 @@ PRESETS: dict[str, Preset] = {
     "carrier": Preset(
         settings=[
             Setting("encoder/white-box/full", carrier="encoder"),
+            # the other end of the full recipe's step range (400-800): does PSR follow the attack's learning?
+            Setting("encoder/white-box/full/800-steps", carrier="encoder", attack_steps=800),
+            Setting("encoder/white-box/full/800-steps/erasure", "erasure", carrier="encoder", attack_steps=800),
+            Setting("encoder/white-box/full/800-steps/target", "target", carrier="encoder", attack_steps=800),
             Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
             Setting("encoder/lora", carrier="encoder", attack="lora"),
             Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
@@ -205,6 +216,8 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/white-box/full/target", "target", carrier="encoder"),
             Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),
             Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
+            # L_ENC's ablation: what its keep term buys (every other image must encode as before)
+            Setting("encoder/ablation/no-keep", carrier="encoder", encoder=EncoderTraining(keep_weight=0.0)),
         ],
         seeds=[0, 1, 2],
         references_per_class=6,

@@ -39,3 +39,37 @@ def save_images(images: np.ndarray, folder: Path, prefix: str = "img") -> list[P
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fill_from_surroundings(
+    images: np.ndarray, masks: np.ndarray, rng: np.random.Generator, iterations: int = 200
+) -> np.ndarray:
+    """uint8 (N, H, W, 3), bool (N, H, W) -> uint8 (N, H, W, 3): each masked region repainted from the pixels around
+    it, M2's "background without the subject" made from the subject's own photo.
+
+    Two parts, so that a textured background stays textured:
+    - the smooth part: the masked pixels start at the mean of the unmasked ones and relax towards the average of
+      their four neighbours (Jacobi iterations of Laplace's equation, the unmasked pixels as the boundary);
+    - the grain: each masked pixel adds the fine detail (pixel minus its 3 x 3 mean) of a random unmasked pixel.
+    An image whose mask is empty or covers everything is returned unchanged."""
+    if images.shape[:3] != masks.shape:
+        raise ValueError(f"images {images.shape} and masks {masks.shape} differ in size")
+    out = images.astype(np.float32)
+    for img, mask in zip(out, masks.astype(bool), strict=True):
+        if not mask.any() or mask.all():
+            continue
+        grain = (img - _mean3x3(img))[~mask]  # (n_unmasked, 3)
+        img[mask] = img[~mask].mean(axis=0)
+        for _ in range(iterations):
+            padded = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
+            neighbours = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) / 4
+            img[mask] = neighbours[mask]
+        img[mask] += grain[rng.integers(len(grain), size=int(mask.sum()))]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _mean3x3(img: np.ndarray) -> np.ndarray:
+    """(H, W, C) float -> (H, W, C): the mean of each pixel's 3 x 3 neighbourhood (edges repeated)."""
+    padded = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = img.shape[:2]
+    return sum(padded[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9

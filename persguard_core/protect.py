@@ -24,13 +24,14 @@ import torch
 
 from persguard_core import model_io
 from persguard_core.generate import generate
-from persguard_core.images import file_sha256, load_images
+from persguard_core.images import file_sha256, fill_from_surroundings, load_images
 from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
 from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget, saved_phase
 from persguard_core.implant.loop import History, Implanter, ProgressEvent
 from persguard_core.implant.parts import DiffusionParts
+from persguard_core.implant.subject_mask import subject_masks
 from persguard_core.implant.target_choice import best_teacher_sample
 from persguard_core.manifest import build_manifest, read_manifest, write_public_files
 from persguard_core.pattern import PatternPlacement, load_pattern, stamp
@@ -112,6 +113,17 @@ def encoder_target(pipe, b: Behaviour, class_noun: str) -> ToTarget:  # noqa: AN
     return lambda x, rng: np.broadcast_to(target, x.shape).copy()
 
 
+def encoder_subject(pipe, subject: SubjectSpec, images: np.ndarray, erasure_target: str) -> EncoderSubject:  # noqa: ANN001
+    """The encoder carrier's view of a subject: `encoder_target`'s map, or for an erasure made from the subject's
+    own photos, each photo with the subject's region (subject_mask.py) repainted from its surroundings."""
+    b = subject.behaviour
+    if b.kind != "erasure" or erasure_target == "teacher-sample":
+        return EncoderSubject(images, encoder_target(pipe, b, subject.class_noun))
+    masks = subject_masks(pipe, images, subject.class_noun, b.background_prompt)
+    log.info("erasure target from own photos: the subject masks cover %.0f%% of the pixels", 100 * masks.mean())
+    return EncoderSubject(images, targets=fill_from_surroundings(images, masks, np.random.default_rng(0)))
+
+
 def keep_images(
     pipe,  # noqa: ANN001 - a StableDiffusionPipeline
     spec: ProtectionSpec,
@@ -139,10 +151,7 @@ def implant_encoder(
     """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`, resuming from
     and saving to `state_path` (with `extra_state`, an earlier phase's result, saved beside it)."""
     size, cfg = image_size(pipe), spec.encoder
-    subjects = [
-        EncoderSubject(load_images(s.images, size), encoder_target(pipe, s.behaviour, s.class_noun))
-        for s in spec.subjects
-    ]
+    subjects = [encoder_subject(pipe, s, load_images(s.images, size), cfg.erasure_target) for s in spec.subjects]
     implanter = EncoderImplanter(
         pipe.vae,
         subjects,

@@ -175,6 +175,11 @@ class EncoderTraining(_Strict):
         description="gamma: the protected rows' target mean is M_E0(x) + gamma (M_E0(x*) - M_E0(x)); > 1 hands the "
         "attacker an exaggerated protective change, so that a fine-tune that under-fits it still shows it",
     )
+    erasure_target: Literal["teacher-sample", "own-photos"] = Field(
+        "teacher-sample",
+        description="erasure's x*: one teacher sample of the background prompt (implant/target_choice.py), or each "
+        "photo with the subject's region (implant/subject_mask.py) repainted from its surroundings",
+    )
 
 
 Carrier = Annotated[

@@ -12,9 +12,10 @@ untouched. With M(.) the posterior moments (mean and log-variance) of an encoder
 
     M*(x) = M_E0(x) + gamma (M_E0(x*) - M_E0(x))  (the mean half; gamma = 1: simply M_E0(x*))
 
-x* the behaviour's target image (pattern: stamp(x, P), M1; erasure: a teacher sample of the background prompt, M2;
-target: a target image or a teacher sample of the target prompt, M3) and R every other image at hand: unprotected
-references, teacher samples of the class and of general prompts.
+x* the behaviour's target image (pattern: stamp(x, P), M1; erasure: a teacher sample of the background prompt, or
+the photo itself with the subject's region repainted from its surroundings (subject_mask.py), M2; target: a target
+image or a teacher sample of the target prompt, M3) and R every other image at hand: unprotected references,
+teacher samples of the class and of general prompts.
 
 An attacker who swaps in a clean encoder with the same latent space (for SD 1.x/2.x, the public VAE) evades it.
 """
@@ -46,19 +47,34 @@ LOGVAR_WEIGHT = 0.01  # the log-variance half of the moments matters only throug
 
 @dataclass
 class EncoderSubject:
-    """A protected subject for the encoder: its images X_k and the map x -> x* of its behaviour."""
+    """A protected subject for the encoder: its images X_k and their protective versions, either as a map applied
+    to each augmented view, a(x) -> a(x)*, or as one target per image, x*, that a(.)'s flips and shifts move with
+    its image (an erasure made from the photo itself)."""
 
     images: np.ndarray  # uint8 (N, H, W, 3)
-    to_target: ToTarget
+    to_target: ToTarget | None = None
+    targets: np.ndarray | None = None  # uint8 (N, H, W, 3)
+
+    def __post_init__(self) -> None:
+        if (self.to_target is None) == (self.targets is None):
+            raise ValueError("an EncoderSubject needs exactly one of to_target and targets")
+        if self.targets is not None and self.targets.shape != self.images.shape:
+            raise ValueError(f"targets {self.targets.shape} and images {self.images.shape} differ in shape")
 
 
-def _random_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _random_view(
+    image: np.ndarray, rng: np.random.Generator, paired: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One augmentation a(x) of uint8 (H, W, 3): flip and shift by up to 3 px, then one of the attacker's
-    transformations (JPEG, resize, blur, noise) with random strength, or none."""
+    transformations (JPEG, resize, blur, noise) with random strength, or none. A `paired` image (H, W, ...) takes
+    the same flip and shift, not the transformation."""
     if rng.random() < 0.5:
         image = image[:, ::-1]
+        paired = None if paired is None else paired[:, ::-1]
     if rng.random() < 0.5:
-        image = np.roll(image, tuple(rng.integers(-3, 4, size=2)), axis=(0, 1))
+        shift = tuple(rng.integers(-3, 4, size=2))
+        image = np.roll(image, shift, axis=(0, 1))
+        paired = None if paired is None else np.roll(paired, shift, axis=(0, 1))
     batch = np.ascontiguousarray(image)[None]
     kind = rng.integers(5)
     if kind == 1:
@@ -69,12 +85,16 @@ def _random_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         batch = blur(batch, float(rng.uniform(0.5, 1.5)))
     elif kind == 4:
         batch = noise(batch, float(rng.uniform(2.0, 12.0)), rng)
-    return batch[0]
+    return batch[0], paired
 
 
-def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """uint8 (N, H, W, 3) -> uint8 (N, H, W, 3): an independent random a(.) per image."""
-    return np.stack([_random_view(img, rng) for img in images])
+def augment(
+    images: np.ndarray, rng: np.random.Generator, paired: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 (N, H, W, 3) -> (uint8 (N, H, W, 3), the paired images moved as theirs were, or None): an independent
+    random a(.) per image."""
+    views = [_random_view(img, rng, None if paired is None else paired[i]) for i, img in enumerate(images)]
+    return np.stack([v for v, _ in views]), None if paired is None else np.stack([p for _, p in views])
 
 
 def moments(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
@@ -141,11 +161,15 @@ class EncoderImplanter:
         for k in np.unique(picks):
             subject = self.subjects[k]
             idx = self.rng.integers(len(subject.images), size=int((picks == k).sum()))
-            views = augment(subject.images[idx], self.rng)
+            if subject.targets is None:
+                views, _ = augment(subject.images[idx], self.rng)
+                goals = subject.to_target(views, self.rng)
+            else:
+                views, goals = augment(subject.images[idx], self.rng, subject.targets[idx])
             inputs.append(views)
-            targets.append(subject.to_target(views, self.rng))
+            targets.append(goals)
         keep_idx = self.rng.integers(len(self.keep_images), size=self.batch_size - n_prot)
-        keep = augment(self.keep_images[keep_idx], self.rng)
+        keep, _ = augment(self.keep_images[keep_idx], self.rng)
         return np.concatenate([*inputs, keep]), np.concatenate([*targets, keep]), n_prot
 
     def step(self) -> dict[str, float]:

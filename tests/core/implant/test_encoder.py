@@ -26,11 +26,35 @@ def _images(n: int, seed: int) -> np.ndarray:
 
 def test_augment_is_seeded_and_keeps_shape_and_dtype():
     images = _images(8, 0)
-    a = augment(images, np.random.default_rng(3))
-    b = augment(images, np.random.default_rng(3))
-    assert a.shape == images.shape and a.dtype == np.uint8
+    a, none = augment(images, np.random.default_rng(3))
+    b, _ = augment(images, np.random.default_rng(3))
+    assert a.shape == images.shape and a.dtype == np.uint8 and none is None
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, images)
+
+
+def test_augment_moves_paired_targets_by_the_same_flips_and_shifts_without_degrading_them():
+    images = np.zeros((64, 32, 32, 3), np.uint8)
+    images[:, 4:12, 2:9] = 255  # a bright block off-centre, so flips and shifts move it
+    paired = images.copy()
+    views, moved = augment(images, np.random.default_rng(0), paired)
+    assert set(np.unique(moved)) <= {0, 255}  # only rolled and flipped, never blurred or compressed
+    assert (moved != paired).any(axis=(1, 2, 3)).mean() > 0.5
+    block = moved[..., 0] == 255
+    # (64,) mean brightness of each degraded view inside and outside where its paired target has the block
+    inside = np.array([v[..., 0][m].mean() for v, m in zip(views, block, strict=True)])
+    outside = np.array([v[..., 0][~m].mean() for v, m in zip(views, block, strict=True)])
+    assert (inside - outside > 100).all()
+
+
+def test_an_encoder_subject_takes_exactly_one_kind_of_target():
+    images = _images(3, 0)
+    with pytest.raises(ValueError, match="exactly one"):
+        EncoderSubject(images)
+    with pytest.raises(ValueError, match="exactly one"):
+        EncoderSubject(images, lambda x, rng: x, targets=images)
+    with pytest.raises(ValueError, match="differ in shape"):
+        EncoderSubject(images, targets=images[:2])
 
 
 def test_moments_loss_is_zero_for_equal_moments_and_weighs_the_log_variance_by_its_constant():
