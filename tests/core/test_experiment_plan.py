@@ -153,5 +153,9 @@ def test_the_carrier_preset_holds_the_papers_rows_for_the_encoder_carrier():
     ):
         assert f"encoder/{row}" in names
     assert {"encoder/white-box/full/erasure", "encoder/white-box/full/target", "anti-dreambooth/jpeg50"} <= names
+    by_name = {s.name: s for s in settings}
+    for behaviour in ("", "/erasure", "/target"):  # the full recipe's other end (400-800 steps)
+        assert by_name[f"encoder/white-box/full/800-steps{behaviour}"].attack_steps == 800
+    assert by_name["encoder/ablation/no-keep"].encoder.keep_weight == 0.0
     assert all(s.carrier == "encoder" for s in settings if s.method == "persguard")
     assert PRESETS["carrier"].split == "eval" and len(PRESETS["carrier"].seeds) >= 3
