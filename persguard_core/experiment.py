@@ -201,6 +201,13 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/white-box/full/800-steps", carrier="encoder", attack_steps=800),
             Setting("encoder/white-box/full/800-steps/erasure", "erasure", carrier="encoder", attack_steps=800),
             Setting("encoder/white-box/full/800-steps/target", "target", carrier="encoder", attack_steps=800),
+            # the robustness rows at 800 steps (session 7): does a perturbed attack also protect more as it learns?
+            Setting("encoder/black-box/full/800-steps", carrier="encoder", knowledge="black-box", attack_steps=800),
+            Setting("encoder/jpeg50/800-steps", carrier="encoder", transform="jpeg50", attack_steps=800),
+            Setting("encoder/mixed/800-steps", carrier="encoder", mixed=True, attack_steps=800),
+            Setting("encoder/blur/800-steps", carrier="encoder", transform="blur", attack_steps=800),
+            Setting("encoder/resize0.5/800-steps", carrier="encoder", transform="resize0.5", attack_steps=800),
+            Setting("encoder/3-subjects/mixed/800-steps", "mixed", n_subjects=3, carrier="encoder", attack_steps=800),
             Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
             Setting("encoder/lora", carrier="encoder", attack="lora"),
             Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),

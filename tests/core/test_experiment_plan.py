@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 from persguard_core.experiment import PRESETS, _subjects_for_seed, results_markdown
 
@@ -156,6 +157,9 @@ def test_the_carrier_preset_holds_the_papers_rows_for_the_encoder_carrier():
     by_name = {s.name: s for s in settings}
     for behaviour in ("", "/erasure", "/target"):  # the full recipe's other end (400-800 steps)
         assert by_name[f"encoder/white-box/full/800-steps{behaviour}"].attack_steps == 800
+    for row in ("black-box/full", "jpeg50", "mixed", "blur", "resize0.5", "3-subjects/mixed"):  # ... at 800 steps
+        at_400, at_800 = by_name[f"encoder/{row}"], by_name[f"encoder/{row}/800-steps"]
+        assert at_800 == replace(at_400, name=at_800.name, attack_steps=800)
     assert by_name["encoder/ablation/no-keep"].encoder.keep_weight == 0.0
     assert all(s.carrier == "encoder" for s in settings if s.method == "persguard")
     assert PRESETS["carrier"].split == "eval" and len(PRESETS["carrier"].seeds) >= 3
