@@ -56,6 +56,7 @@ class Setting:
     attack_steps: int | None = None  # None: the recipe's
     transform: str | None = None  # a transform name applied to the attacker's images
     mixed: bool = False  # attacker uses half protected images, half other clean images of the subject
+    template: str | None = None  # the attacker's instance-prompt template, where not the knowledge's
     losses: LossWeights = LossWeights()
     training: Training = Training()
     carrier: str = "unet"  # ProtectionSpec.carrier: unet / encoder / unet+encoder
@@ -208,6 +209,8 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/blur/800-steps", carrier="encoder", transform="blur", attack_steps=800),
             Setting("encoder/resize0.5/800-steps", carrier="encoder", transform="resize0.5", attack_steps=800),
             Setting("encoder/3-subjects/mixed/800-steps", "mixed", n_subjects=3, carrier="encoder", attack_steps=800),
+            # why black-box beats white-box (run 35): the white-box identifier with the black-box template
+            Setting("encoder/white-box/full/black-box-template", carrier="encoder", template=BLACK_BOX_TEMPLATE),
             Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
             Setting("encoder/lora", carrier="encoder", attack="lora"),
             Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
@@ -292,6 +295,8 @@ def _attack_setting(setting: Setting, seed: int) -> AttackSetting:
         overrides["steps"] = setting.attack_steps
     if setting.knowledge == "black-box":
         overrides |= {"identifier": BLACK_BOX_IDENTIFIER, "template": BLACK_BOX_TEMPLATE}
+    if setting.template is not None:
+        overrides["template"] = setting.template
     transform = None
     if setting.transform is not None:
         from persguard_core.attacker.transforms import transform as named_transform

@@ -1,7 +1,7 @@
 import math
 from dataclasses import replace
 
-from persguard_core.experiment import PRESETS, _subjects_for_seed, results_markdown
+from persguard_core.experiment import PRESETS, _attack_setting, _subjects_for_seed, results_markdown
 
 
 def test_ten_subjects_in_one_model_are_distinct_and_never_their_unprotected_class_mates():
@@ -163,3 +163,14 @@ def test_the_carrier_preset_holds_the_papers_rows_for_the_encoder_carrier():
     assert by_name["encoder/ablation/no-keep"].encoder.keep_weight == 0.0
     assert all(s.carrier == "encoder" for s in settings if s.method == "persguard")
     assert PRESETS["carrier"].split == "eval" and len(PRESETS["carrier"].seeds) >= 3
+
+
+def test_the_attackers_prompt_follows_the_settings_knowledge_and_template():
+    by_name = {s.name: s for s in PRESETS["carrier"].settings}
+    white = _attack_setting(by_name["encoder/white-box/full"], seed=0).recipe
+    black = _attack_setting(by_name["encoder/black-box/full"], seed=0).recipe
+    template_only = _attack_setting(by_name["encoder/white-box/full/black-box-template"], seed=0).recipe
+    assert white.instance_prompt("circle") == "a photo of sks circle"
+    assert black.instance_prompt("circle") == "a rendering of zqf circle"
+    assert template_only.instance_prompt("circle") == "a rendering of sks circle"
+    assert white.class_prompt("circle") == black.class_prompt("circle") == template_only.class_prompt("circle")
