@@ -14,12 +14,11 @@ so their leakage falls as PSR rises and says nothing about the attack's learning
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from persguard_core.experiment import PRESETS, _seed_dir, _seed_json
+from persguard_core.experiment import PRESETS, finished_seeds
 
 LEFT_OUT = {"encoder/ablation/no-keep"}  # a class-wide stamp: PSR no longer needs the subject learned
 
@@ -46,11 +45,8 @@ def seed_figures(runs: Path) -> list[dict]:
     for setting in preset.settings:
         if setting.method != "persguard" or setting.behaviour != "pattern" or setting.name in LEFT_OUT:
             continue
-        for seed in preset.seeds:
-            path = _seed_json(_seed_dir(runs, setting, seed))
-            if path.exists():
-                figures = json.loads(path.read_text())
-                records.append({"setting": setting.name, "seed": seed, **figures})
+        for seed, figures in finished_seeds(runs, setting, preset.seeds).items():
+            records.append({"setting": setting.name, "seed": seed, **figures})
     return records
 
 

@@ -491,6 +491,12 @@ def run_experiment(
     return results
 
 
+def finished_seeds(workdir: Path, setting: Setting, seeds: list[int]) -> dict[int, dict[str, float]]:
+    """The figures of each of `seeds` whose run of `setting` has finished under `workdir`, by seed."""
+    paths = {s: _seed_json(_seed_dir(workdir, setting, s)) for s in seeds}
+    return {s: json.loads(path.read_text()) for s, path in paths.items() if path.exists()}
+
+
 def collect_experiment(
     preset_name: str, out_dir: Path, seeds: list[int] | None = None, only: list[str] | None = None
 ) -> dict:
@@ -500,11 +506,9 @@ def collect_experiment(
     preset = _selected(preset_name, seeds, only)
     rows = []
     for setting in preset.settings:
-        done = {s: _seed_json(_seed_dir(out_dir / "runs", setting, s)) for s in preset.seeds}
-        done = {s: path for s, path in done.items() if path.exists()}
+        done = finished_seeds(out_dir / "runs", setting, preset.seeds)
         if done:
-            summaries = [json.loads(path.read_text()) for path in done.values()]
-            rows.append(_row(setting, preset, list(done), summaries))
+            rows.append(_row(setting, preset, list(done), list(done.values())))
     if not rows:
         raise FileNotFoundError(f"no finished seed of preset {preset_name!r} under {out_dir / 'runs'}")
     results = {"preset": preset_name, "rows": rows}
