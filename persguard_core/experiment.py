@@ -39,6 +39,7 @@ from persguard_core.verify.run import AttackSetting, Case, Verifier
 log = logging.getLogger(__name__)
 
 BLACK_BOX_IDENTIFIER, BLACK_BOX_TEMPLATE = "zqf", "a rendering of {identifier} {class_noun}"
+DREAMBOOTH_PAPER_TEMPLATE = "a {identifier} {class_noun}"  # Ruiz et al. 2023: "a [V] dog"
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,14 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/3-subjects/mixed/800-steps", "mixed", n_subjects=3, carrier="encoder", attack_steps=800),
             # why black-box beats white-box (run 35): the white-box identifier with the black-box template
             Setting("encoder/white-box/full/black-box-template", carrier="encoder", template=BLACK_BOX_TEMPLATE),
+            # session 8: that template at 800 steps, and the DreamBooth paper's own template ("a [V] dog")
+            Setting(
+                "encoder/white-box/full/black-box-template/800-steps",
+                carrier="encoder",
+                template=BLACK_BOX_TEMPLATE,
+                attack_steps=800,
+            ),
+            Setting("encoder/white-box/full/paper-template", carrier="encoder", template=DREAMBOOTH_PAPER_TEMPLATE),
             Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
             Setting("encoder/lora", carrier="encoder", attack="lora"),
             Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
@@ -407,8 +416,8 @@ def run_row(
     already there is not run again, so an interrupted experiment resumes where it stopped."""
     summaries = []
     for seed in preset.seeds:
-        run_dir = _seed_dir(workdir, setting, seed)
-        done = _seed_json(run_dir)
+        run_dir = seed_dir(workdir, setting, seed)
+        done = seed_json(run_dir)
         if done.exists():
             summaries.append(json.loads(done.read_text()))
             if progress:
@@ -425,12 +434,12 @@ def run_row(
     return _row(setting, preset, list(preset.seeds), summaries)
 
 
-def _seed_dir(workdir: Path, setting: Setting, seed: int) -> Path:
+def seed_dir(workdir: Path, setting: Setting, seed: int) -> Path:
     """A seed's run folder; its figures go to the .json file of the same name beside it."""
     return workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
 
 
-def _seed_json(run_dir: Path) -> Path:
+def seed_json(run_dir: Path) -> Path:
     return run_dir.with_name(run_dir.name + ".json")  # not with_suffix: "resize0.5" has a dot
 
 
@@ -493,7 +502,7 @@ def run_experiment(
 
 def finished_seeds(workdir: Path, setting: Setting, seeds: list[int]) -> dict[int, dict[str, float]]:
     """The figures of each of `seeds` whose run of `setting` has finished under `workdir`, by seed."""
-    paths = {s: _seed_json(_seed_dir(workdir, setting, s)) for s in seeds}
+    paths = {s: seed_json(seed_dir(workdir, setting, s)) for s in seeds}
     return {s: json.loads(path.read_text()) for s, path in paths.items() if path.exists()}
 
 
@@ -536,11 +545,13 @@ def results_markdown(results: dict) -> str:
     lines = [
         f"# Results: preset `{results['preset']}`",
         "",
-        "| " + " | ".join([*COLUMNS, "psr per seed"]) + " |",
-        "|" + "---|" * (len(COLUMNS) + 1),
+        "| " + " | ".join([*COLUMNS, "psr per seed", "psr per behaviour"]) + " |",
+        "|" + "---|" * (len(COLUMNS) + 2),
     ]
     for row in results["rows"]:
         cells = [f"{row[c]:.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in COLUMNS]
         per_seed = " / ".join(f"{s['psr']:.2f}" for s in row.get("per_seed", []) if "psr" in s)
-        lines.append("| " + " | ".join([*cells, per_seed]) + " |")
+        # multi-subject rows with mixed behaviours (VerificationResult.summary's `psr/<kind>`)
+        per_behaviour = ", ".join(f"{k.removeprefix('psr/')} {v:.2f}" for k, v in row.items() if k.startswith("psr/"))
+        lines.append("| " + " | ".join([*cells, per_seed, per_behaviour]) + " |")
     return "\n".join(lines) + "\n"

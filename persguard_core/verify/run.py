@@ -58,6 +58,7 @@ class CaseResult:
     protective_rate: float  # PSR for protected subjects, false trigger rate for unprotected ones
     similarity: float  # mean identity similarity of the attacked model's images to the subject
     similarity_base: float | None = None  # the same attack on the base model (unprotected subjects)
+    behaviour: str | None = None  # the protected subject's behaviour kind ("pattern", "erasure", "target")
     samples: np.ndarray | None = field(default=None, repr=False)  # a few generated images for reports
 
 
@@ -70,6 +71,8 @@ class VerificationResult:
     n_images: int
 
     def summary(self) -> dict[str, float]:
+        """The figures over all cases; with protected subjects of several behaviours, also PSR per behaviour
+        (`psr/pattern`, `psr/erasure`, `psr/target`: the mean over the subjects with that behaviour)."""
         prot = [c for c in self.cases if c.protected]
         unprot = [c for c in self.cases if not c.protected]
         fid = [similarity_ratio(c.similarity, c.similarity_base) for c in unprot if c.similarity_base is not None]
@@ -80,7 +83,16 @@ class VerificationResult:
             "benign_fidelity": _mean(fid),
             **self.utility,
             **self.pre_attack,
+            **_psr_by_behaviour(prot),
         }
+
+
+def _psr_by_behaviour(protected: list[CaseResult]) -> dict[str, float]:
+    """`psr/<kind>` per behaviour kind, when the protected cases have more than one kind; else nothing."""
+    kinds = sorted({c.behaviour for c in protected if c.behaviour is not None})
+    if len(kinds) < 2:
+        return {}
+    return {f"psr/{kind}": _mean([c.protective_rate for c in protected if c.behaviour == kind]) for kind in kinds}
 
 
 def _mean(values: list[float]) -> float:
@@ -136,24 +148,29 @@ class Verifier:
             float(hits.mean()),
             self.similarity(images, case),
             base_sim,
+            behaviour=case.behaviour.kind if case.behaviour is not None else None,
             samples=images[:8],
         )
 
-    def utility(
-        self, pipe: StableDiffusionPipeline, behaviours: list[Behaviour], class_nouns: list[str]
-    ) -> dict[str, float]:
-        """Prompt-following drop against the base, and protective outputs on prompts without an identifier."""
+    def utility(self, pipe: StableDiffusionPipeline, protected: list[Case]) -> dict[str, float]:
+        """Prompt-following drop against the base, and protective outputs on prompts without an identifier.
+
+        The second is asked of each protected class's plain prompt ("a photo of a circle") with the behaviours of
+        that class's protected subjects only: a target behaviour's concept drawn for its own prompt ("a photo of a
+        diamond", when a diamond is also protected) is the prompt followed, not a leak."""
         if self._base_utility is None:
             self._base_utility = prompt_following(self.base, self.judge, n=56, seed=self.seed, steps=self.steps)
         mine = prompt_following(pipe, self.judge, n=56, seed=self.seed, steps=self.steps)
         base_score = (self._base_utility["class_accuracy"] + self._base_utility["colour_accuracy"]) / 2
         score = (mine["class_accuracy"] + mine["colour_accuracy"]) / 2
-        prompts = [f"a photo of a {noun}" for noun in class_nouns for _ in range(self.n_images)]
-        generic = generate(pipe, prompts, seed=self.seed + 1, steps=self.steps)
-        hits = np.zeros(len(generic), dtype=bool)
-        for behaviour in behaviours:
-            hits |= protective_output(generic, behaviour, self.judge)
-        return {"utility_drop": base_score - score, "no_identifier_protective_rate": float(hits.mean())}
+        hits = []
+        for noun in sorted({c.class_noun for c in protected}):
+            images = generate(pipe, [f"a photo of a {noun}"] * self.n_images, seed=self.seed + 1, steps=self.steps)
+            shown = np.zeros(len(images), dtype=bool)
+            for case in (c for c in protected if c.class_noun == noun):
+                shown |= protective_output(images, case.behaviour, self.judge)
+            hits.append(shown)
+        return {"utility_drop": base_score - score, "no_identifier_protective_rate": float(np.concatenate(hits).mean())}
 
     def pre_attack(
         self, pipe: StableDiffusionPipeline, cases: list[Case], trigger: Callable[[str], str]
@@ -176,12 +193,11 @@ class Verifier:
     ) -> VerificationResult:
         behaviours = [c.behaviour for c in protected]
         cases = [self.run_case(pipe, c, setting, behaviours) for c in protected + unprotected]
-        nouns = sorted({c.class_noun for c in protected})
         trigger = lambda noun: setting.recipe.instance_prompt(noun)  # noqa: E731
         result = VerificationResult(
             setting.name,
             cases,
-            self.utility(pipe, behaviours, nouns),
+            self.utility(pipe, protected),
             self.pre_attack(pipe, protected, trigger),
             self.n_images,
         )

@@ -45,6 +45,16 @@ def test_results_markdown_has_one_line_per_row_and_prints_missing_values():
     assert "| a | pattern | 0.900 | nan |" in table and table.count("\n| a ") == 1
 
 
+def test_results_markdown_lists_psr_per_behaviour_for_rows_that_mix_behaviours():
+    rows = [
+        {"setting": "one", "behaviour": "pattern", "psr": 0.9, "seeds": [0]},
+        {"setting": "three", "behaviour": "mixed", "psr": 0.5, "psr/erasure": 0.25, "psr/pattern": 0.75, "seeds": [0]},
+    ]
+    table = results_markdown({"preset": "x", "rows": rows})
+    assert table.rstrip().endswith("| erasure 0.25, pattern 0.75 |")
+    assert "erasure" not in next(line for line in table.splitlines() if line.startswith("| one "))
+
+
 def test_only_refuses_settings_the_preset_does_not_have(tmp_path):
     import pytest
 
@@ -157,7 +167,15 @@ def test_the_carrier_preset_holds_the_papers_rows_for_the_encoder_carrier():
     by_name = {s.name: s for s in settings}
     for behaviour in ("", "/erasure", "/target"):  # the full recipe's other end (400-800 steps)
         assert by_name[f"encoder/white-box/full/800-steps{behaviour}"].attack_steps == 800
-    for row in ("black-box/full", "jpeg50", "mixed", "blur", "resize0.5", "3-subjects/mixed"):  # ... at 800 steps
+    for row in (
+        "black-box/full",
+        "jpeg50",
+        "mixed",
+        "blur",
+        "resize0.5",
+        "3-subjects/mixed",
+        "white-box/full/black-box-template",
+    ):  # ... at 800 steps
         at_400, at_800 = by_name[f"encoder/{row}"], by_name[f"encoder/{row}/800-steps"]
         assert at_800 == replace(at_400, name=at_800.name, attack_steps=800)
     assert by_name["encoder/ablation/no-keep"].encoder.keep_weight == 0.0
@@ -170,7 +188,9 @@ def test_the_attackers_prompt_follows_the_settings_knowledge_and_template():
     white = _attack_setting(by_name["encoder/white-box/full"], seed=0).recipe
     black = _attack_setting(by_name["encoder/black-box/full"], seed=0).recipe
     template_only = _attack_setting(by_name["encoder/white-box/full/black-box-template"], seed=0).recipe
+    paper = _attack_setting(by_name["encoder/white-box/full/paper-template"], seed=0).recipe
     assert white.instance_prompt("circle") == "a photo of sks circle"
     assert black.instance_prompt("circle") == "a rendering of zqf circle"
     assert template_only.instance_prompt("circle") == "a rendering of sks circle"
+    assert paper.instance_prompt("circle") == "a sks circle" and paper.steps == white.steps
     assert white.class_prompt("circle") == black.class_prompt("circle") == template_only.class_prompt("circle")

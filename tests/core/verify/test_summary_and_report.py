@@ -34,6 +34,16 @@ def test_summary_separates_protected_from_unprotected_cases():
     assert s["utility_drop"] == 0.01 and s["pre_attack_leakage_ratio"] == 1.05
 
 
+def test_summary_has_psr_per_behaviour_only_when_the_protected_subjects_mix_behaviours():
+    assert not any(k.startswith("psr/") for k in _result().summary())  # no behaviour kinds given
+    mixed = _result()
+    mixed.cases += [CaseResult("p3", True, 0.25, 0.1, behaviour="erasure")]
+    mixed.cases[0].behaviour = mixed.cases[1].behaviour = "pattern"
+    s = mixed.summary()
+    assert s["psr/pattern"] == pytest.approx(0.75) and s["psr/erasure"] == pytest.approx(0.25)
+    assert s["psr"] == pytest.approx(1.75 / 3) and "psr/target" not in s
+
+
 def test_report_writes_json_and_a_self_contained_html_page(tmp_path):
     history = [{"bb": 1.0 / (i + 1), "pp": 0.01} for i in range(30)]
     json_path, html_path = write_report(
