@@ -251,7 +251,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="encoder",
         help="where the backdoor lives (default: the VAE encoder; unet: the paper's M8)",
     )
-    pro.add_argument("--encoder-steps", type=int, default=300, help="encoder-carrier steps (L_ENC)")
+    pro.add_argument(
+        "--encoder-steps", type=int, default=None, help="encoder-carrier steps (L_ENC; default: 300 per subject)"
+    )
     pro.add_argument("--out", type=Path, required=True)
     _subject_args(pro)
     _common(pro)

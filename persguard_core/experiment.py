@@ -39,7 +39,8 @@ from persguard_core.verify.run import AttackSetting, Case, Verifier
 log = logging.getLogger(__name__)
 
 BLACK_BOX_IDENTIFIER, BLACK_BOX_TEMPLATE = "zqf", "a rendering of {identifier} {class_noun}"
-DREAMBOOTH_PAPER_TEMPLATE = "a {identifier} {class_noun}"  # Ruiz et al. 2023: "a [V] dog"
+# the encoder's budget before session 8: 300 steps shared by all protected subjects (docs/RESEARCH.md, run 37)
+SHARED_300_STEPS = EncoderTraining(steps=300)
 
 
 @dataclass(frozen=True)
@@ -209,17 +210,23 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/mixed/800-steps", carrier="encoder", mixed=True, attack_steps=800),
             Setting("encoder/blur/800-steps", carrier="encoder", transform="blur", attack_steps=800),
             Setting("encoder/resize0.5/800-steps", carrier="encoder", transform="resize0.5", attack_steps=800),
-            Setting("encoder/3-subjects/mixed/800-steps", "mixed", n_subjects=3, carrier="encoder", attack_steps=800),
+            Setting(
+                "encoder/3-subjects/mixed/800-steps",
+                "mixed",
+                n_subjects=3,
+                carrier="encoder",
+                attack_steps=800,
+                encoder=SHARED_300_STEPS,
+            ),
             # why black-box beats white-box (run 35): the white-box identifier with the black-box template
             Setting("encoder/white-box/full/black-box-template", carrier="encoder", template=BLACK_BOX_TEMPLATE),
-            # session 8: that template at 800 steps, and the DreamBooth paper's own template ("a [V] dog")
+            # session 8: that template at 800 steps
             Setting(
                 "encoder/white-box/full/black-box-template/800-steps",
                 carrier="encoder",
                 template=BLACK_BOX_TEMPLATE,
                 attack_steps=800,
             ),
-            Setting("encoder/white-box/full/paper-template", carrier="encoder", template=DREAMBOOTH_PAPER_TEMPLATE),
             Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
             Setting("encoder/lora", carrier="encoder", attack="lora"),
             Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
@@ -229,8 +236,10 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/low-lr", carrier="encoder", attack="low-lr"),
             Setting("encoder/resize0.5", carrier="encoder", transform="resize0.5"),
             Setting("encoder/blur", carrier="encoder", transform="blur"),
-            Setting("encoder/3-subjects/mixed", "mixed", n_subjects=3, carrier="encoder"),
-            Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder"),
+            Setting("encoder/3-subjects/mixed", "mixed", n_subjects=3, carrier="encoder", encoder=SHARED_300_STEPS),
+            Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder", encoder=SHARED_300_STEPS),
+            # session 8: L_ENC's default budget, 300 steps per protected subject (run 37)
+            Setting("encoder/10-subjects/mixed/per-subject-steps", "mixed", n_subjects=10, carrier="encoder"),
             Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
             Setting("encoder/white-box/full/target", "target", carrier="encoder"),
             Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),

@@ -151,12 +151,13 @@ def implant_encoder(
     """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`, resuming from
     and saving to `state_path` (with `extra_state`, an earlier phase's result, saved beside it)."""
     size, cfg = image_size(pipe), spec.encoder
+    steps = cfg.total_steps(len(spec.subjects))
     subjects = [encoder_subject(pipe, s, load_images(s.images, size), cfg.erasure_target) for s in spec.subjects]
     implanter = EncoderImplanter(
         pipe.vae,
         subjects,
         keep,
-        steps=cfg.steps,
+        steps=steps,
         learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size,
         keep_weight=cfg.keep_weight,
@@ -167,7 +168,7 @@ def implant_encoder(
         progress,
         should_cancel,
         offset=offset,
-        total=offset + cfg.steps,
+        total=offset + steps,
         state_path=state_path,
         checkpoint_every=spec.training.checkpoint_every,
         extra_state=extra_state,

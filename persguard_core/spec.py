@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+ENCODER_STEPS_PER_SUBJECT = 300  # L_ENC's default budget: tuned on one subject (RESEARCH.md runs 26-28), run 37
 SPEC_VERSION = 2  # 2: the encoder carrier is the default (docs/RESEARCH.md); a version-1 spec without one is "unet"
 
 
@@ -116,7 +117,13 @@ class LossWeights(_Strict):
 
 
 class Training(_Strict):
-    steps: int = Field(300, ge=1, le=100_000)
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description=f"optimizer steps in all; by default {ENCODER_STEPS_PER_SUBJECT} per protected subject, so that "
+        "each subject gets as many protected rows as one protected alone (docs/RESEARCH.md, run 37)",
+    )
     learning_rate: float = Field(5e-4, gt=0.0, le=1e-1)
     batch_size: int = Field(4, ge=1, le=256)
     prior_batch_size: int | None = Field(
@@ -164,7 +171,13 @@ class EncoderTraining(_Strict):
     """Training of the encoder carrier (L_ENC, persguard_core/implant/encoder.py): the VAE encoder maps the
     protected subjects' images to the latents of their protective version and every other image as before."""
 
-    steps: int = Field(300, ge=1, le=100_000)
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description=f"optimizer steps in all; by default {ENCODER_STEPS_PER_SUBJECT} per protected subject, so that "
+        "each subject gets as many protected rows as one protected alone (docs/RESEARCH.md, run 37)",
+    )
     learning_rate: float = Field(1e-3, gt=0.0, le=1e-1)
     batch_size: int = Field(32, ge=2, le=1024, description="rows per step, half protected, half kept")
     keep_weight: float = Field(1.0, ge=0.0, description="lambda_keep: weight of the rows that must encode as before")
@@ -180,6 +193,10 @@ class EncoderTraining(_Strict):
         description="erasure's x*: one teacher sample of the background prompt (implant/target_choice.py), or each "
         "photo with the subject's region (implant/subject_mask.py) repainted from its surroundings",
     )
+
+    def total_steps(self, n_subjects: int) -> int:
+        """The steps to train for `n_subjects` protected subjects: `steps` if given, else the per-subject budget."""
+        return self.steps if self.steps is not None else ENCODER_STEPS_PER_SUBJECT * n_subjects
 
 
 Carrier = Annotated[
@@ -227,7 +244,8 @@ class ProtectionSpec(_Strict):
     def total_steps(self) -> int:
         """Optimizer steps of the whole protection: the UNet's, then the encoder's, as its carrier says."""
         unet = self.training.steps if self.carrier in ("unet", "unet+encoder") else 0
-        return unet + (self.encoder.steps if self.carrier in ("encoder", "unet+encoder") else 0)
+        encoder = self.encoder.total_steps(len(self.subjects))
+        return unet + (encoder if self.carrier in ("encoder", "unet+encoder") else 0)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ProtectionSpec:

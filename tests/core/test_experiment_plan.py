@@ -188,9 +188,7 @@ def test_the_attackers_prompt_follows_the_settings_knowledge_and_template():
     white = _attack_setting(by_name["encoder/white-box/full"], seed=0).recipe
     black = _attack_setting(by_name["encoder/black-box/full"], seed=0).recipe
     template_only = _attack_setting(by_name["encoder/white-box/full/black-box-template"], seed=0).recipe
-    paper = _attack_setting(by_name["encoder/white-box/full/paper-template"], seed=0).recipe
     assert white.instance_prompt("circle") == "a photo of sks circle"
     assert black.instance_prompt("circle") == "a rendering of zqf circle"
     assert template_only.instance_prompt("circle") == "a rendering of sks circle"
-    assert paper.instance_prompt("circle") == "a sks circle" and paper.steps == white.steps
     assert white.class_prompt("circle") == black.class_prompt("circle") == template_only.class_prompt("circle")

@@ -119,6 +119,15 @@ def test_the_encoder_carrier_trains_only_the_vae_encoder_and_keeps_the_base_unto
     assert len(json.loads((result.private_dir / "encoder_history.json").read_text())) == 3
 
 
+def test_the_encoders_default_budget_is_300_steps_per_protected_subject_and_an_explicit_one_is_kept():
+    subjects = [SubjectSpec(name=f"s{i}", class_noun="dog", images=["x.png"] * 3) for i in range(3)]
+    assert ProtectionSpec(subjects=subjects).total_steps == 900
+    assert ProtectionSpec(subjects=subjects[:1]).total_steps == 300
+    assert ProtectionSpec(subjects=subjects, encoder=EncoderTraining(steps=300)).total_steps == 300
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        EncoderTraining(steps=0)
+
+
 def test_both_carriers_report_one_progress_count_over_the_two_phases(tiny_sd_folder, subject_files, tmp_path):
     spec = ProtectionSpec(
         base_model=str(tiny_sd_folder),
