@@ -1,0 +1,74 @@
+"""What the encoder carrier hands over, subject by subject, in a model that protects several (docs/RESEARCH.md,
+run 37). For each protected subject of an experiment setting's seed, decode E(x) of 16 fresh views and count the
+subject's protective output (pattern detected, judged empty, judged the target class), and the same for its
+unprotected class-mate (which should show none). No attack is run: this is the encoder's side of the hand-over,
+the most that the attacker's fine-tune can learn.
+
+Either probe the protected model of a finished experiment seed, or protect afresh with another encoder budget:
+
+    .venv/bin/python benchmarks/encoder_handover.py --setting encoder/10-subjects/mixed --seed 0 \
+        --model runs/carrier-eval/runs/encoder_10-subjects_mixed-seed0/protect/model
+    .venv/bin/python benchmarks/encoder_handover.py --setting encoder/10-subjects/mixed --seed 0 --steps 1500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from persguard_core.experiment import GENERAL_PROMPTS, PRESETS, _subjects_for_seed, protection_spec
+from persguard_core.implant.encoder import round_trip
+from persguard_core.judge.toy import ToyJudge
+from persguard_core.model_io import load_pipeline
+from persguard_core.protect import protect
+from persguard_core.verify.protective import protective_output
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="carrier")
+    ap.add_argument("--setting", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, help="a protected model of this setting and seed")
+    source.add_argument("--steps", type=int, help="protect afresh with this many encoder steps in all")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    setting = next(s for s in preset.settings if s.name == args.setting)
+    chosen = [_subjects_for_seed(args.seed + i, preset.split) for i in range(setting.n_subjects)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.steps is not None:
+            setting = replace(setting, encoder=setting.encoder.model_copy(update={"steps": args.steps}))
+        spec = protection_spec(setting, preset, args.seed, Path(tmp))
+        t0 = time.time()
+        model = args.model or protect(spec, Path(tmp) / "protect", general_prompts=GENERAL_PROMPTS).model_dir
+        seconds = round(time.time() - t0)
+        vae, judge = load_pipeline(str(model)).vae, ToyJudge.load()
+        rows = []
+        with torch.no_grad():
+            for (subject, mate, _), subject_spec in zip(chosen, spec.subjects, strict=True):
+                behaviour = subject_spec.behaviour
+                own = protective_output(round_trip(vae, subject.views(16, seed=1)), behaviour, judge)
+                other = protective_output(round_trip(vae, mate.views(16, seed=1)), behaviour, judge)
+                rows.append({"subject": subject.id, "class": subject.class_noun, "behaviour": behaviour.kind})
+                rows[-1] |= {"handed_over": float(own.mean()), "class_mate": float(other.mean())}
+                print(json.dumps(rows[-1]), flush=True)
+    by_kind = {
+        kind: float(np.mean([r["handed_over"] for r in rows if r["behaviour"] == kind]))
+        for kind in sorted({r["behaviour"] for r in rows})
+    }
+    mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in ("handed_over", "class_mate")}
+    print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "protect_seconds": seconds} | mean | by_kind))
+
+
+if __name__ == "__main__":
+    main()
