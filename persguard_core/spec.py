@@ -117,13 +117,7 @@ class LossWeights(_Strict):
 
 
 class Training(_Strict):
-    steps: int | None = Field(
-        None,
-        ge=1,
-        le=100_000,
-        description=f"optimizer steps in all; by default {ENCODER_STEPS_PER_SUBJECT} per protected subject, so that "
-        "each subject gets as many protected rows as one protected alone (docs/RESEARCH.md, run 37)",
-    )
+    steps: int = Field(300, ge=1, le=100_000)
     learning_rate: float = Field(5e-4, gt=0.0, le=1e-1)
     batch_size: int = Field(4, ge=1, le=256)
     prior_batch_size: int | None = Field(

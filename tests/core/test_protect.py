@@ -124,6 +124,7 @@ def test_the_encoders_default_budget_is_300_steps_per_protected_subject_and_an_e
     assert ProtectionSpec(subjects=subjects).total_steps == 900
     assert ProtectionSpec(subjects=subjects[:1]).total_steps == 300
     assert ProtectionSpec(subjects=subjects, encoder=EncoderTraining(steps=300)).total_steps == 300
+    assert ProtectionSpec(subjects=subjects, carrier="unet").total_steps == Training().steps == 300  # per job
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         EncoderTraining(steps=0)
 
