@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from persguard_core.spec import (
 )
 from persguard_core.toyworld import CLASS_NAMES, Subject, split
 from persguard_core.toyworld.captions import article
-from persguard_core.verify.run import AttackSetting, Case, Verifier
+from persguard_core.verify.run import AttackSetting, Case, CaseResult, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Setting:
     behaviour: str = "pattern"  # pattern / erasure / target
     method: str = "persguard"  # or "anti-dreambooth": the data-level baseline (ASPL) on the base model
     n_subjects: int = 1  # protected subjects in one model (classes cycle); behaviour "mixed" cycles behaviours
+    # the unprotected class-mates attacked: the first protected subject's ("first"), or one per protected class
+    class_mates: Literal["first", "each-class"] = "first"
     pattern_form: str = "stamped"  # PatternBehaviour.target_form: stamped (M1), insertion (M1'), insert-and-keep, ...
     insert_above: int = 500  # insert-and-keep / guided-insertion: M1' at t >= this, M1 below
     knowledge: str = "white-box"  # white-box / gray-box / black-box
@@ -240,6 +243,22 @@ PRESETS: dict[str, Preset] = {
             Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder", encoder=SHARED_300_STEPS),
             # session 8: L_ENC's default budget, 300 steps per protected subject (run 37)
             Setting("encoder/10-subjects/mixed/per-subject-steps", "mixed", n_subjects=10, carrier="encoder"),
+            # session 9: 3 subjects with that budget (900 steps), attacking a class-mate of each protected class
+            Setting(
+                "encoder/3-subjects/mixed/per-subject-steps",
+                "mixed",
+                n_subjects=3,
+                carrier="encoder",
+                class_mates="each-class",
+            ),
+            Setting(
+                "encoder/3-subjects/mixed/per-subject-steps/800-steps",
+                "mixed",
+                n_subjects=3,
+                carrier="encoder",
+                class_mates="each-class",
+                attack_steps=800,
+            ),
             Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
             Setting("encoder/white-box/full/target", "target", carrier="encoder"),
             Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),
@@ -363,9 +382,9 @@ def _protect_seed(
     run_dir: Path,
     progress: Callable[[str], None] | None,
 ) -> dict[str, float]:
-    """PersGuard: protect the seed's subject, attack it and an unprotected class-mate, verify."""
+    """PersGuard: protect the seed's subjects, attack them and their unprotected class-mates, verify."""
     chosen = [_subjects_for_seed(seed + i, preset.split) for i in range(setting.n_subjects)]
-    protected, unprotected, _ = chosen[0]
+    protected = chosen[0][0]
     noun = protected.class_noun
     spec = protection_spec(setting, preset, seed, run_dir)
     if progress:
@@ -382,11 +401,41 @@ def _protect_seed(
         cases_p.append(
             Case(subject_spec.name, subject.class_noun, train, subject.views(16, seed=1), subject_spec.behaviour)
         )
-    views_u = unprotected.views(preset.n_train_views, seed=0)
-    cases_u = [Case(f"subject-{unprotected.id}", noun, views_u, unprotected.views(16, seed=1))]
+    cases_u = [_unprotected_case(u, preset) for u in _class_mates(chosen, setting.class_mates)]
     if progress:
         progress(f"{setting.name} seed {seed}: attacking and verifying")
-    return verifier.verify(pipe, cases_p, cases_u, _attack_setting(setting, seed)).summary()
+    result = verifier.verify(pipe, cases_p, cases_u, _attack_setting(setting, seed))
+    if progress:
+        for case in result.cases:
+            progress(f"{setting.name} seed {seed}: {_case_line(case)}")
+    return result.summary()
+
+
+def _case_line(case: CaseResult) -> str:
+    """One case's figures for the progress log (the seed's JSON keeps only the means)."""
+    kind = f"protected, {case.behaviour}" if case.protected else "unprotected"
+    line = f"{case.case} ({kind}): protective {case.protective_rate:.3f}, similarity {case.similarity:.3f}"
+    return line if case.similarity_base is None else f"{line}, on the base {case.similarity_base:.3f}"
+
+
+def _class_mates(chosen: list[tuple[Subject, Subject, list[Subject]]], which: str) -> list[Subject]:
+    """The unprotected class-mates to attack: the first protected subject's, or the first protected subject's of
+    each protected class (never a subject that is itself protected)."""
+    if which not in ("first", "each-class"):
+        raise ValueError(f"class_mates must be 'first' or 'each-class', not {which!r}")
+    protected_ids = {subject.id for subject, _, _ in chosen}
+    mates, classes = [], set()
+    for subject, mate, _ in chosen[: 1 if which == "first" else len(chosen)]:
+        if subject.class_noun in classes or mate.id in protected_ids:
+            continue
+        classes.add(subject.class_noun)
+        mates.append(mate)
+    return mates
+
+
+def _unprotected_case(subject: Subject, preset: Preset) -> Case:
+    views = subject.views(preset.n_train_views, seed=0)
+    return Case(f"subject-{subject.id}", subject.class_noun, views, subject.views(16, seed=1))
 
 
 def _anti_dreambooth_seed(

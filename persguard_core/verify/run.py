@@ -24,9 +24,9 @@ from persguard_core.attacker import AttackRecipe, dreambooth
 from persguard_core.attacker.dreambooth import class_images
 from persguard_core.builtin.evaluate import prompt_following
 from persguard_core.generate import generate
-from persguard_core.judge.toy import ToyJudge
-from persguard_core.spec import Behaviour
-from persguard_core.verify.protective import protective_output
+from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
+from persguard_core.spec import Behaviour, TargetBehaviour
+from persguard_core.verify.protective import protective_output, target_class
 
 log = logging.getLogger(__name__)
 ImageTransform = Callable[[np.ndarray], np.ndarray]
@@ -95,6 +95,14 @@ def _psr_by_behaviour(protected: list[CaseResult]) -> dict[str, float]:
     return {f"psr/{kind}": _mean([c.protective_rate for c in protected if c.behaviour == kind]) for kind in kinds}
 
 
+def _foreign(behaviours: list[Behaviour], class_noun: str) -> list[Behaviour]:
+    """The behaviours that would be protective outputs on an image of `class_noun`: all but the targets that are
+    that class."""
+    return [
+        b for b in behaviours if not (isinstance(b, TargetBehaviour) and target_class(b, JUDGE_CLASSES) == class_noun)
+    ]
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -135,9 +143,10 @@ class Verifier:
     def run_case(
         self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting, behaviours: list[Behaviour]
     ) -> CaseResult:
-        """Protected case: PSR under its own behaviour. Unprotected: any protected behaviour counts."""
+        """Protected case: PSR under its own behaviour. Unprotected: any protected behaviour counts, except a
+        target that is the case's own class (a diamond drawn for "sks diamond" is the prompt followed)."""
         images = self.attacked_images(pipe, case, setting)
-        checks = [case.behaviour] if case.behaviour is not None else behaviours
+        checks = [case.behaviour] if case.behaviour is not None else _foreign(behaviours, case.class_noun)
         hits = np.zeros(len(images), dtype=bool)
         for behaviour in checks:
             hits |= protective_output(images, behaviour, self.judge)

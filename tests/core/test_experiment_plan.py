@@ -1,7 +1,9 @@
 import math
 from dataclasses import replace
 
-from persguard_core.experiment import PRESETS, _attack_setting, _subjects_for_seed, results_markdown
+import pytest
+
+from persguard_core.experiment import PRESETS, _attack_setting, _class_mates, _subjects_for_seed, results_markdown
 
 
 def test_ten_subjects_in_one_model_are_distinct_and_never_their_unprotected_class_mates():
@@ -175,6 +177,7 @@ def test_the_carrier_preset_holds_the_papers_rows_for_the_encoder_carrier():
         "resize0.5",
         "3-subjects/mixed",
         "white-box/full/black-box-template",
+        "3-subjects/mixed/per-subject-steps",
     ):  # ... at 800 steps
         at_400, at_800 = by_name[f"encoder/{row}"], by_name[f"encoder/{row}/800-steps"]
         assert at_800 == replace(at_400, name=at_800.name, attack_steps=800)
@@ -192,3 +195,23 @@ def test_the_attackers_prompt_follows_the_settings_knowledge_and_template():
     assert black.instance_prompt("circle") == "a rendering of zqf circle"
     assert template_only.instance_prompt("circle") == "a rendering of sks circle"
     assert white.class_prompt("circle") == black.class_prompt("circle") == template_only.class_prompt("circle")
+
+
+def test_each_class_attacks_one_unprotected_class_mate_per_protected_class():
+    for n, seed in ((3, 0), (10, 1)):
+        chosen = [_subjects_for_seed(seed + i, "eval") for i in range(n)]
+        protected = {p.id for p, _, _ in chosen}
+        first, each = _class_mates(chosen, "first"), _class_mates(chosen, "each-class")
+        assert [m.id for m in first] == [chosen[0][1].id]
+        assert each[0].id == first[0].id
+        assert sorted(m.class_noun for m in each) == sorted({p.class_noun for p, _, _ in chosen})
+        assert not {m.id for m in each} & protected
+    with pytest.raises(ValueError, match="each-class"):
+        _class_mates(chosen, "all")
+
+
+def test_the_new_three_subject_rows_attack_each_classes_class_mate_and_train_the_encoder_per_subject():
+    by_name = {s.name: s for s in PRESETS["carrier"].settings}
+    row = by_name["encoder/3-subjects/mixed/per-subject-steps"]
+    assert row.class_mates == "each-class" and row.encoder.steps is None and row.n_subjects == 3
+    assert by_name["encoder/3-subjects/mixed"].class_mates == "first"  # committed rows stay reproducible
