@@ -24,7 +24,7 @@ import torch
 
 from persguard_core import model_io
 from persguard_core.generate import generate
-from persguard_core.images import file_sha256, fill_from_surroundings, load_images
+from persguard_core.images import check_images, file_sha256, fill_from_surroundings, load_images
 from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
@@ -222,6 +222,19 @@ def _counting_to(progress: Callable[[ProgressEvent], None], total: int) -> Calla
     return lambda event: progress(ProgressEvent(event.step, total, event.losses, event.eta_s))
 
 
+def spec_images(spec: ProtectionSpec) -> list[tuple[str, str]]:
+    """(owner, path) of every image file the spec names: subjects' photos, target images, references."""
+    named = [(f"subject {s.name!r}", path) for s in spec.subjects for path in s.images]
+    named += [
+        (f"subject {s.name!r}'s target", path)
+        for s in spec.subjects
+        for path in getattr(s.behaviour, "target_images", [])
+    ]
+    return named + [
+        (f"references of {r.class_noun!r}", path) for r in spec.references for imgs in r.images for path in imgs
+    ]
+
+
 def protect(
     spec: ProtectionSpec,
     out_dir: str | Path,
@@ -240,6 +253,7 @@ def protect(
     """
     out_dir = Path(out_dir)
     model_dir, private_dir = out_dir / "model", out_dir / "private"
+    check_images(spec_images(spec))
     if base is None:
         base = model_io.load_model(spec.base_model, device=device)
     elif base.path.resolve() != model_io.resolve(spec.base_model).resolve():

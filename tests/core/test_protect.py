@@ -165,3 +165,15 @@ def test_a_two_carrier_protection_cancelled_in_the_encoder_phase_resumes_without
     a = StableDiffusionPipeline.from_pretrained(straight.model_dir, local_files_only=True)
     b = StableDiffusionPipeline.from_pretrained(resumed.model_dir, local_files_only=True)
     assert _changed(_state(a.unet), b.unet) == set() and _changed(_state(a.vae), b.vae) == set()
+
+
+def test_an_image_that_does_not_decode_fails_before_any_model_work_naming_the_file(subject_files, tmp_path):
+    broken = tmp_path / "imgs" / "broken.png"
+    broken.write_bytes(b"not an image")
+    spec = ProtectionSpec(
+        base_model=str(tmp_path / "no-model-here"),  # never loaded: the images are checked first
+        subjects=[SubjectSpec(name="rex", class_noun="dog", images=[*subject_files[:3], str(broken)])],
+    )
+    with pytest.raises(ValueError, match=r"subject 'rex': .*broken\.png cannot be read as an image"):
+        protect(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "nothing is written for a spec that cannot run"
