@@ -93,19 +93,20 @@ def prior_pool(
     return PriorPool(class_latents, references, list(general_prompts))
 
 
-def encoder_target(pipe, b: Behaviour, class_noun: str) -> ToTarget:  # noqa: ANN001
+def encoder_target(pipe, b: Behaviour, class_noun: str, erasure_away: str = "class") -> ToTarget:  # noqa: ANN001
     """x -> x* of a subject's behaviour for the encoder carrier: the stamped image (M1); for erasure (M2) and target
     (M3) one fixed image: of 16 teacher samples of the background or target prompt, the one the teacher finds most
-    that prompt and least the subject's class (implant/target_choice.py), or the first target image. One image, not
-    a pool: the encoder cannot tell which pool member an augmented view should get, and the squared error would
-    teach it the pool's blurred mean."""
+    that prompt and least the subject's class (implant/target_choice.py; for erasure with `erasure_away`
+    "unconditional", least the empty prompt), or the first target image. One image, not a pool: the encoder cannot
+    tell which pool member an augmented view should get, and the squared error would teach it the pool's blurred
+    mean."""
     size = image_size(pipe)
     if b.kind == "pattern":
         pattern, placement = load_pattern(b.pattern_image, size), PatternPlacement(b.position, b.opacity)
         return lambda x, rng: stamp(x, pattern, placement)
     away = f"a photo of a {class_noun}"  # the class prompt of class_samples
     if b.kind == "erasure":
-        target = best_teacher_sample(pipe, b.background_prompt, away)
+        target = best_teacher_sample(pipe, b.background_prompt, "" if erasure_away == "unconditional" else away)
     elif b.target_prompt:
         target = best_teacher_sample(pipe, b.target_prompt, away)
     else:
@@ -113,12 +114,14 @@ def encoder_target(pipe, b: Behaviour, class_noun: str) -> ToTarget:  # noqa: AN
     return lambda x, rng: np.broadcast_to(target, x.shape).copy()
 
 
-def encoder_subject(pipe, subject: SubjectSpec, images: np.ndarray, erasure_target: str) -> EncoderSubject:  # noqa: ANN001
+def encoder_subject(  # noqa: ANN001
+    pipe, subject: SubjectSpec, images: np.ndarray, erasure_target: str, erasure_away: str = "class"
+) -> EncoderSubject:
     """The encoder carrier's view of a subject: `encoder_target`'s map, or for an erasure made from the subject's
     own photos, each photo with the subject's region (subject_mask.py) repainted from its surroundings."""
     b = subject.behaviour
     if b.kind != "erasure" or erasure_target == "teacher-sample":
-        return EncoderSubject(images, encoder_target(pipe, b, subject.class_noun))
+        return EncoderSubject(images, encoder_target(pipe, b, subject.class_noun, erasure_away))
     masks = subject_masks(pipe, images, subject.class_noun, b.background_prompt)
     log.info("erasure target from own photos: the subject masks cover %.0f%% of the pixels", 100 * masks.mean())
     return EncoderSubject(images, targets=fill_from_surroundings(images, masks, np.random.default_rng(0)))
@@ -152,7 +155,10 @@ def implant_encoder(
     and saving to `state_path` (with `extra_state`, an earlier phase's result, saved beside it)."""
     size, cfg = image_size(pipe), spec.encoder
     steps = cfg.total_steps(len(spec.subjects))
-    subjects = [encoder_subject(pipe, s, load_images(s.images, size), cfg.erasure_target) for s in spec.subjects]
+    subjects = [
+        encoder_subject(pipe, s, load_images(s.images, size), cfg.erasure_target, cfg.erasure_away)
+        for s in spec.subjects
+    ]
     implanter = EncoderImplanter(
         pipe.vae,
         subjects,

@@ -187,6 +187,12 @@ class EncoderTraining(_Strict):
         description="erasure's x*: one teacher sample of the background prompt (implant/target_choice.py), or each "
         "photo with the subject's region (implant/subject_mask.py) repainted from its surroundings",
     )
+    erasure_away: Literal["class", "unconditional"] = Field(
+        "class",
+        description="erasure's teacher sample is the one its background prompt explains best against this prompt: "
+        "the subject's class prompt, or the unconditional (empty) one, which also ranks down samples that show "
+        "an object of another class (docs/RESEARCH.md, run 39)",
+    )
 
     def total_steps(self, n_subjects: int) -> int:
         """The steps to train for `n_subjects` protected subjects: `steps` if given, else the per-subject budget."""

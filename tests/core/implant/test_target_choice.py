@@ -42,3 +42,35 @@ def test_the_chosen_teacher_sample_is_judged_what_its_prompt_names():
     empty = best_teacher_sample(pipe, "a photo of an empty white background", "a photo of a circle", n=8)
     assert diamond.shape == (32, 32, 3) and diamond.dtype == np.uint8
     assert judge.judge(np.stack([diamond, empty])).classes == ["diamond", "empty"]
+
+
+def test_an_erasure_sample_ranked_against_the_unconditional_prompt_shows_no_object_where_the_class_prompt_fails():
+    """The built-in model's "empty gray background" samples are mostly murky shapes; ranked against "a cross", a
+    square-like one wins (no cross in it); against the empty prompt, an empty one (docs/RESEARCH.md, run 39)."""
+    from persguard_core.judge.toy import ToyJudge
+    from persguard_core.model_io import load_pipeline
+
+    pipe, judge = load_pipeline("builtin"), ToyJudge.load()
+    gray = "a photo of an empty gray background"
+    by_class = best_teacher_sample(pipe, gray, "a photo of a cross")
+    by_unconditional = best_teacher_sample(pipe, gray, "")
+    classes = judge.judge(np.stack([by_class, by_unconditional])).classes
+    assert classes[0] != "empty" and classes[1] == "empty", classes
+
+
+@pytest.mark.parametrize("away", ["class", "unconditional"])
+def test_the_specs_erasure_away_reaches_the_teacher_sample_choice(monkeypatch, away):
+    from persguard_core import protect as protect_module
+    from persguard_core.spec import ErasureBehaviour
+
+    asked = []
+
+    def choose(pipe, toward, away_prompt):  # noqa: ANN001
+        asked.append((toward, away_prompt))
+        return np.zeros((64, 64, 3), np.uint8)
+
+    monkeypatch.setattr(protect_module, "best_teacher_sample", choose)
+    behaviour = ErasureBehaviour(background_prompt="a photo of an empty gray background")
+    to_target = protect_module.encoder_target(tiny_sd_pipeline("sd1"), behaviour, "cross", away)
+    assert to_target(np.ones((2, 64, 64, 3), np.uint8), None).shape == (2, 64, 64, 3)
+    assert asked == [(behaviour.background_prompt, "a photo of a cross" if away == "class" else "")]
