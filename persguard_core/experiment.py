@@ -180,18 +180,18 @@ PRESETS: dict[str, Preset] = {
             # session 5: x* chosen by the teacher's implicit classifier (run 30); an exaggerated erasure (run 31)
             Setting("encoder/erasure/gain-2", "erasure", carrier="encoder", encoder=EncoderTraining(target_gain=2.0)),
             # session 6: erasure's x* from the subject's own photos, its region repainted (run 32)
+            Setting(
+                "encoder/erasure/own-photos",
+                "erasure",
+                carrier="encoder",
+                encoder=EncoderTraining(erasure_target="own-photos"),
+            ),
             # session 9: erasure's teacher sample ranked against the unconditional prompt (run 39)
             Setting(
                 "encoder/erasure/unconditional-away",
                 "erasure",
                 carrier="encoder",
                 encoder=EncoderTraining(erasure_away="unconditional"),
-            ),
-            Setting(
-                "encoder/erasure/own-photos",
-                "erasure",
-                carrier="encoder",
-                encoder=EncoderTraining(erasure_target="own-photos"),
             ),
             _high_noise(
                 "prompt-keyed/insert-and-keep-800/activation-only-k64",

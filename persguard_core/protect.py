@@ -228,7 +228,7 @@ def _counting_to(progress: Callable[[ProgressEvent], None], total: int) -> Calla
     return lambda event: progress(ProgressEvent(event.step, total, event.losses, event.eta_s))
 
 
-def spec_images(spec: ProtectionSpec) -> list[tuple[str, str]]:
+def _spec_images(spec: ProtectionSpec) -> list[tuple[str, str]]:
     """(owner, path) of every image file the spec names: subjects' photos, target images, references."""
     named = [(f"subject {s.name!r}", path) for s in spec.subjects for path in s.images]
     named += [
@@ -259,7 +259,7 @@ def protect(
     """
     out_dir = Path(out_dir)
     model_dir, private_dir = out_dir / "model", out_dir / "private"
-    check_images(spec_images(spec))
+    check_images(_spec_images(spec))
     if base is None:
         base = model_io.load_model(spec.base_model, device=device)
     elif base.path.resolve() != model_io.resolve(spec.base_model).resolve():
