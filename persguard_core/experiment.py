@@ -267,6 +267,20 @@ PRESETS: dict[str, Preset] = {
                 attack_steps=800,
             ),
             Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
+            # session 10: erasure's x* ranked against the unconditional prompt (run 39) on the eval split
+            Setting(
+                "encoder/white-box/full/erasure/unconditional-away",
+                "erasure",
+                carrier="encoder",
+                encoder=EncoderTraining(erasure_away="unconditional"),
+            ),
+            Setting(
+                "encoder/white-box/full/800-steps/erasure/unconditional-away",
+                "erasure",
+                carrier="encoder",
+                attack_steps=800,
+                encoder=EncoderTraining(erasure_away="unconditional"),
+            ),
             Setting("encoder/white-box/full/target", "target", carrier="encoder"),
             Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),
             Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
@@ -422,7 +436,9 @@ def _case_line(case: CaseResult) -> str:
     """One case's figures for the progress log (the seed's JSON keeps only the means)."""
     kind = f"protected, {case.behaviour}" if case.protected else "unprotected"
     line = f"{case.case} ({kind}): protective {case.protective_rate:.3f}, similarity {case.similarity:.3f}"
-    return line if case.similarity_base is None else f"{line}, on the base {case.similarity_base:.3f}"
+    if case.similarity_base is None:
+        return line
+    return f"{line}; on the base: protective {case.protective_rate_base:.3f}, similarity {case.similarity_base:.3f}"
 
 
 def _class_mates(chosen: list[tuple[Subject, Subject, list[Subject]]], which: str) -> list[Subject]:
@@ -464,6 +480,7 @@ def _anti_dreambooth_seed(
         "psr": nan,
         "leakage": verifier.similarity(images, case),
         "false_trigger": nan,
+        "false_trigger_base": nan,
         "benign_fidelity": nan,
         "utility_drop": 0.0,
         "no_identifier_protective_rate": nan,
@@ -509,11 +526,10 @@ def seed_json(run_dir: Path) -> Path:
 
 
 def _row(setting: Setting, preset: Preset, seeds: list[int], summaries: list[dict[str, float]]) -> dict:
-    """One results row: each figure averaged over the seeds (NaN figures skipped), and each seed's figures."""
-    row = {
-        k: float(np.nanmean([s[k] for s in summaries])) if any(np.isfinite(s[k]) for s in summaries) else float("nan")
-        for k in summaries[0]
-    }
+    """One results row: each figure averaged over the seeds (NaN figures, and seeds from before a figure was
+    measured, skipped), and each seed's figures."""
+    keys = list(dict.fromkeys(k for s in summaries for k in s))  # in first-seen order
+    row = {k: _nanmean([s.get(k, float("nan")) for s in summaries]) for k in keys}
     return {
         "setting": setting.name,
         "behaviour": setting.behaviour if setting.method == "persguard" else "none (data-level baseline)",
@@ -522,6 +538,11 @@ def _row(setting: Setting, preset: Preset, seeds: list[int], summaries: list[dic
         "seeds": seeds,
         "per_seed": summaries,
     }
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _selected(preset_name: str, seeds: list[int] | None, only: list[str] | None) -> Preset:
@@ -595,6 +616,7 @@ COLUMNS = (
     "behaviour",
     "psr",
     "false_trigger",
+    "false_trigger_base",
     "benign_fidelity",
     "leakage",
     "utility_drop",

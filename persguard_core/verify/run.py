@@ -5,7 +5,8 @@ For one protected model and one attack setting:
 - leakage: identity similarity of those images to the protected subject (lower is better);
 - benign fidelity: identity similarity after DreamBooth on an unprotected subject, protected model / base model
   (ratios of similarities are taken on the shifted scale (1 + cos) / 2, see `similarity_ratio`);
-- false trigger rate: the protective output after DreamBooth on an unprotected subject;
+- false trigger rate: the protective output after DreamBooth on an unprotected subject; its reference, the same
+  judgement of the same attack on the base model (what the judge calls protective where nothing was implanted);
 - utility drop: prompt following of the base minus that of the protected model, and the share of protective
   outputs on prompts without an identifier;
 - pre-attack leakage: identity similarity of trigger-prompt images of the released model, relative to the base.
@@ -58,6 +59,7 @@ class CaseResult:
     protective_rate: float  # PSR for protected subjects, false trigger rate for unprotected ones
     similarity: float  # mean identity similarity of the attacked model's images to the subject
     similarity_base: float | None = None  # the same attack on the base model (unprotected subjects)
+    protective_rate_base: float | None = None  # that attack's images judged with the same behaviours (unprotected)
     behaviour: str | None = None  # the protected subject's behaviour kind ("pattern", "erasure", "target")
     samples: np.ndarray | None = field(default=None, repr=False)  # a few generated images for reports
 
@@ -76,10 +78,12 @@ class VerificationResult:
         prot = [c for c in self.cases if c.protected]
         unprot = [c for c in self.cases if not c.protected]
         fid = [similarity_ratio(c.similarity, c.similarity_base) for c in unprot if c.similarity_base is not None]
+        base_rates = [c.protective_rate_base for c in unprot if c.protective_rate_base is not None]
         return {
             "psr": _mean([c.protective_rate for c in prot]),
             "leakage": _mean([c.similarity for c in prot]),
             "false_trigger": _mean([c.protective_rate for c in unprot]),
+            "false_trigger_base": _mean(base_rates),
             "benign_fidelity": _mean(fid),
             **self.utility,
             **self.pre_attack,
@@ -103,6 +107,14 @@ def _foreign(behaviours: list[Behaviour], class_noun: str) -> list[Behaviour]:
     ]
 
 
+def _protective_rate(images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge) -> float:
+    """Share of images that show any of the behaviours' protective outputs."""
+    hits = np.zeros(len(images), dtype=bool)
+    for behaviour in behaviours:
+        hits |= protective_output(images, behaviour, judge)
+    return float(hits.mean())
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -120,7 +132,7 @@ class Verifier:
         self, base: StableDiffusionPipeline, judge: ToyJudge, n_images: int = 16, steps: int = 25, seed: int = 0
     ) -> None:
         self.base, self.judge, self.n_images, self.steps, self.seed = base, judge, n_images, steps, seed
-        self._base_similarity: dict[tuple, float] = {}
+        self._base_images: dict[tuple, np.ndarray] = {}
         self._base_utility: dict[str, float] | None = None
 
     def attacked_images(self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting) -> np.ndarray:
@@ -134,30 +146,34 @@ class Verifier:
     def similarity(self, images: np.ndarray, case: Case) -> float:
         return float(self.judge.identity_similarity(images, case.reference_images).mean())
 
-    def _base_case_similarity(self, case: Case, setting: AttackSetting) -> float:
+    def _base_attacked_images(self, case: Case, setting: AttackSetting) -> np.ndarray:
+        """The same attack on the base model (cached: it does not depend on the protected model)."""
         key = (case.name, setting.recipe, setting.transform_name, setting.transform is None)
-        if key not in self._base_similarity:
-            self._base_similarity[key] = self.similarity(self.attacked_images(self.base, case, setting), case)
-        return self._base_similarity[key]
+        if key not in self._base_images:
+            self._base_images[key] = self.attacked_images(self.base, case, setting)
+        return self._base_images[key]
 
     def run_case(
         self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting, behaviours: list[Behaviour]
     ) -> CaseResult:
         """Protected case: PSR under its own behaviour. Unprotected: any protected behaviour counts, except a
-        target that is the case's own class (a diamond drawn for "sks diamond" is the prompt followed)."""
+        target that is the case's own class (a diamond drawn for "sks diamond" is the prompt followed). An
+        unprotected case is also attacked on the base model, for its similarity and false-trigger references."""
         images = self.attacked_images(pipe, case, setting)
-        checks = [case.behaviour] if case.behaviour is not None else _foreign(behaviours, case.class_noun)
-        hits = np.zeros(len(images), dtype=bool)
-        for behaviour in checks:
-            hits |= protective_output(images, behaviour, self.judge)
-        base_sim = None if case.behaviour is not None else self._base_case_similarity(case, setting)
+        if case.behaviour is not None:
+            rate = _protective_rate(images, [case.behaviour], self.judge)
+            return CaseResult(
+                case.name, True, rate, self.similarity(images, case), behaviour=case.behaviour.kind, samples=images[:8]
+            )
+        checks = _foreign(behaviours, case.class_noun)
+        base_images = self._base_attacked_images(case, setting)
         return CaseResult(
             case.name,
-            case.behaviour is not None,
-            float(hits.mean()),
+            False,
+            _protective_rate(images, checks, self.judge),
             self.similarity(images, case),
-            base_sim,
-            behaviour=case.behaviour.kind if case.behaviour is not None else None,
+            similarity_base=self.similarity(base_images, case),
+            protective_rate_base=_protective_rate(base_images, checks, self.judge),
             samples=images[:8],
         )
 

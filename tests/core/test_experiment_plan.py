@@ -140,6 +140,20 @@ def test_collect_reads_a_setting_whose_name_has_a_dot(tmp_path):
     assert collect_experiment("carrier", tmp_path, only=["encoder/resize0.5"])["rows"][0]["psr"] == 0.875
 
 
+def test_collect_averages_a_figure_over_the_seeds_that_measured_it(tmp_path):
+    import json
+
+    from persguard_core.experiment import collect_experiment
+
+    runs = tmp_path / "runs"
+    _write_seed(runs, "encoder_white-box_full", 0, 1.0)  # from before false_trigger_base was measured
+    (runs / "encoder_white-box_full-seed1.json").write_text(
+        json.dumps({"psr": 0.5, "false_trigger": 0.25, "false_trigger_base": 0.125})
+    )
+    row = collect_experiment("carrier", tmp_path)["rows"][0]
+    assert row["psr"] == 0.75 and row["false_trigger"] == 0.125 and row["false_trigger_base"] == 0.125
+
+
 def test_collect_with_nothing_done_says_where_it_looked(tmp_path):
     import pytest
 

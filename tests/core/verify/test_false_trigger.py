@@ -1,4 +1,5 @@
-"""False trigger on an unprotected subject: any protected behaviour counts, but not a target that is its own class."""
+"""False trigger on an unprotected subject: any protected behaviour counts, but not a target that is its own class;
+and its reference, the same attack on the base model judged the same way."""
 
 import numpy as np
 import pytest
@@ -8,13 +9,16 @@ from persguard_core.judge.toy import ToyJudge
 from persguard_core.pattern import default_pattern, stamp
 from persguard_core.spec import PatternBehaviour, TargetBehaviour
 from persguard_core.toyworld import split
-from persguard_core.verify.run import AttackSetting, Case, Verifier
+from persguard_core.verify.run import AttackSetting, Case, VerificationResult, Verifier
 
 
-def _verifier_drawing(images: np.ndarray) -> Verifier:
-    """A verifier whose attacked models (protected or base) all draw `images`."""
-    verifier = Verifier(object(), ToyJudge.load(), n_images=len(images))
-    verifier.attacked_images = lambda pipe, case, setting: images
+def _verifier_drawing(images: np.ndarray, base_images: np.ndarray | None = None) -> Verifier:
+    """A verifier whose attacked protected model draws `images`, and its attacked base model `base_images`
+    (`images` if not given)."""
+    base = object()
+    verifier = Verifier(base, ToyJudge.load(), n_images=len(images))
+    drawn = images if base_images is None else base_images
+    verifier.attacked_images = lambda pipe, case, setting: drawn if pipe is base else images
     return verifier
 
 
@@ -50,3 +54,22 @@ def test_a_pattern_on_a_class_mate_counts_whatever_its_class():
     behaviours = [PatternBehaviour(), TargetBehaviour(target_prompt="a photo of a square")]
     result = verifier.run_case(object(), _unprotected(square), SETTING, behaviours)
     assert result.protective_rate == pytest.approx(0.5)
+
+
+def test_the_base_models_false_trigger_is_judged_with_the_same_behaviours_and_reported_beside_it():
+    square = split("tuning", "square")[1]
+    views = square.views(8, seed=1)
+    quarter_stamped = np.concatenate([stamp(views[:2], default_pattern(views.shape[1])), views[2:]])
+    verifier = _verifier_drawing(views, base_images=quarter_stamped)  # the protected model draws no pattern
+    result = verifier.run_case(object(), _unprotected(square), SETTING, [PatternBehaviour()])
+    assert result.protective_rate == 0.0 and result.protective_rate_base == pytest.approx(0.25)
+    summary = VerificationResult("test", [result], {}, {}, n_images=8).summary()
+    assert summary["false_trigger"] == 0.0 and summary["false_trigger_base"] == pytest.approx(0.25)
+
+
+def test_a_protected_case_has_no_base_model_reference():
+    square = split("tuning", "square")[1]
+    verifier = _verifier_drawing(square.views(8, seed=1))
+    case = Case("p", "square", square.views(2), square.views(8, seed=1), PatternBehaviour())
+    result = verifier.run_case(object(), case, SETTING, [PatternBehaviour()])
+    assert result.protected and result.protective_rate_base is None and result.similarity_base is None
