@@ -435,10 +435,17 @@ def _protect_seed(
 def _case_line(case: CaseResult) -> str:
     """One case's figures for the progress log (the seed's JSON keeps only the means)."""
     kind = f"protected, {case.behaviour}" if case.protected else "unprotected"
-    line = f"{case.case} ({kind}): protective {case.protective_rate:.3f}, similarity {case.similarity:.3f}"
+    line = f"{case.case} ({kind}): {_figures(case.protective_rate, case.by_kind, case.similarity)}"
     if case.similarity_base is None:
         return line
-    return f"{line}; on the base: protective {case.protective_rate_base:.3f}, similarity {case.similarity_base:.3f}"
+    return f"{line}; on the base: {_figures(case.protective_rate_base, case.by_kind_base, case.similarity_base)}"
+
+
+def _figures(rate: float, by_kind: dict[str, float], similarity: float) -> str:
+    """One model's figures for a case, e.g. `protective 0.250 (pattern 0.250), similarity 0.700`; the per-kind
+    rates only where there are some."""
+    kinds = " (" + ", ".join(f"{kind} {r:.3f}" for kind, r in by_kind.items()) + ")" if by_kind else ""
+    return f"protective {rate:.3f}{kinds}, similarity {similarity:.3f}"
 
 
 def _class_mates(chosen: list[tuple[Subject, Subject, list[Subject]]], which: str) -> list[Subject]:

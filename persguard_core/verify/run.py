@@ -60,6 +60,9 @@ class CaseResult:
     similarity: float  # mean identity similarity of the attacked model's images to the subject
     similarity_base: float | None = None  # the same attack on the base model (unprotected subjects)
     protective_rate_base: float | None = None  # that attack's images judged with the same behaviours (unprotected)
+    # unprotected cases: the share of images showing each behaviour kind's protective output, and on the base
+    by_kind: dict[str, float] = field(default_factory=dict)
+    by_kind_base: dict[str, float] = field(default_factory=dict)
     behaviour: str | None = None  # the protected subject's behaviour kind ("pattern", "erasure", "target")
     samples: np.ndarray | None = field(default=None, repr=False)  # a few generated images for reports
 
@@ -107,12 +110,17 @@ def _foreign(behaviours: list[Behaviour], class_noun: str) -> list[Behaviour]:
     ]
 
 
-def _protective_rate(images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge) -> float:
-    """Share of images that show any of the behaviours' protective outputs."""
+def _protective_rates(
+    images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge
+) -> tuple[float, dict[str, float]]:
+    """Share of images that show any of the behaviours' protective outputs, and per behaviour kind."""
     hits = np.zeros(len(images), dtype=bool)
+    by_kind: dict[str, np.ndarray] = {}
     for behaviour in behaviours:
-        hits |= protective_output(images, behaviour, judge)
-    return float(hits.mean())
+        shown = protective_output(images, behaviour, judge)
+        hits |= shown
+        by_kind[behaviour.kind] = by_kind.get(behaviour.kind, np.zeros(len(images), dtype=bool)) | shown
+    return float(hits.mean()), {kind: float(shown.mean()) for kind, shown in sorted(by_kind.items())}
 
 
 def _mean(values: list[float]) -> float:
@@ -161,19 +169,23 @@ class Verifier:
         unprotected case is also attacked on the base model, for its similarity and false-trigger references."""
         images = self.attacked_images(pipe, case, setting)
         if case.behaviour is not None:
-            rate = _protective_rate(images, [case.behaviour], self.judge)
+            rate = float(protective_output(images, case.behaviour, self.judge).mean())
             return CaseResult(
                 case.name, True, rate, self.similarity(images, case), behaviour=case.behaviour.kind, samples=images[:8]
             )
         checks = _foreign(behaviours, case.class_noun)
         base_images = self._base_attacked_images(case, setting)
+        rate, by_kind = _protective_rates(images, checks, self.judge)
+        rate_base, by_kind_base = _protective_rates(base_images, checks, self.judge)
         return CaseResult(
             case.name,
             False,
-            _protective_rate(images, checks, self.judge),
+            rate,
             self.similarity(images, case),
             similarity_base=self.similarity(base_images, case),
-            protective_rate_base=_protective_rate(base_images, checks, self.judge),
+            protective_rate_base=rate_base,
+            by_kind=by_kind,
+            by_kind_base=by_kind_base,
             samples=images[:8],
         )
 

@@ -229,3 +229,16 @@ def test_the_new_three_subject_rows_attack_each_classes_class_mate_and_train_the
     row = by_name["encoder/3-subjects/mixed/per-subject-steps"]
     assert row.class_mates == "each-class" and row.encoder.steps is None and row.n_subjects == 3
     assert by_name["encoder/3-subjects/mixed"].class_mates == "first"  # committed rows stay reproducible
+
+
+def test_a_class_mates_progress_line_names_the_behaviours_seen_on_both_models():
+    from persguard_core.experiment import _case_line
+    from persguard_core.verify.run import CaseResult
+
+    mate = CaseResult(
+        "subject-7", False, 0.25, 0.7, 0.8, 0.125, by_kind={"pattern": 0.25}, by_kind_base={"target": 0.125}
+    )
+    line = _case_line(mate)
+    assert "protective 0.250 (pattern 0.250)" in line
+    assert "on the base: protective 0.125 (target 0.125), similarity 0.800" in line
+    assert _case_line(CaseResult("subject-1", True, 1.0, 0.5, behaviour="pattern")).endswith("similarity 0.500")

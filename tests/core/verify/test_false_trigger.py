@@ -54,6 +54,18 @@ def test_a_pattern_on_a_class_mate_counts_whatever_its_class():
     behaviours = [PatternBehaviour(), TargetBehaviour(target_prompt="a photo of a square")]
     result = verifier.run_case(object(), _unprotected(square), SETTING, behaviours)
     assert result.protective_rate == pytest.approx(0.5)
+    assert result.by_kind == {"pattern": pytest.approx(0.5)}  # the square's own class is no target here
+
+
+def test_the_protective_rate_is_broken_down_by_behaviour_kind():
+    diamond, star = split("tuning", "diamond")[1], split("tuning", "star")[0]
+    stars = star.views(8, seed=1)
+    drawn = np.concatenate([stamp(stars[:2], default_pattern(stars.shape[1])), stars[2:]])
+    verifier = _verifier_drawing(drawn)
+    behaviours = [PatternBehaviour(), TargetBehaviour(target_prompt="a photo of a star")]
+    result = verifier.run_case(object(), _unprotected(diamond), SETTING, behaviours)
+    assert result.by_kind["pattern"] == pytest.approx(0.25) and result.by_kind["target"] > 0.5
+    assert result.by_kind_base == result.by_kind
 
 
 def test_the_base_models_false_trigger_is_judged_with_the_same_behaviours_and_reported_beside_it():

@@ -1,0 +1,85 @@
+"""Which protective output does an unprotected class-mate show, and does the base model show it too? Re-run the
+attacks of one finished experiment seed on its unprotected class-mates, exactly as the experiment's verifier runs
+them (same attack setting, seeds and images), on the saved protected model and on the base model. Prints, per
+class-mate, the false-trigger rate broken down by behaviour kind on both models, and saves a grid of each model's
+first 8 generations (first row protected, second row base) beside `--grid`.
+
+    .venv/bin/python benchmarks/classmate_probe.py --setting encoder/3-subjects/mixed/per-subject-steps/800-steps \
+        --seed 2 --runs runs/carrier-eval/runs --grid /tmp/classmates.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from persguard_core.experiment import (
+    PRESETS,
+    _attack_setting,
+    _class_mates,
+    _subjects_for_seed,
+    _unprotected_case,
+    protection_spec,
+    seed_dir,
+)
+from persguard_core.judge.toy import ToyJudge
+from persguard_core.model_io import load_pipeline
+from persguard_core.verify.report import grid_png
+from persguard_core.verify.run import Verifier
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="carrier")
+    ap.add_argument("--setting", required=True)
+    ap.add_argument("--seed", type=int, required=True)
+    ap.add_argument("--runs", type=Path, required=True, help="the experiment's runs folder (OUT/runs)")
+    ap.add_argument("--mate", type=int, default=None, help="only this class-mate's subject id")
+    ap.add_argument("--grid", type=Path, default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    preset = PRESETS[args.preset]
+    setting = next(s for s in preset.settings if s.name == args.setting)
+    model = seed_dir(args.runs, setting, args.seed) / "protect" / "model"
+    if not model.is_dir():
+        raise SystemExit(f"no protected model at {model}: run the experiment seed first")
+    chosen = [_subjects_for_seed(args.seed + i, preset.split) for i in range(setting.n_subjects)]
+    mates = [m for m in _class_mates(chosen, setting.class_mates) if args.mate in (None, m.id)]
+    with tempfile.TemporaryDirectory() as tmp:  # the spec only for its behaviours; its images are not used
+        behaviours = [s.behaviour for s in protection_spec(setting, preset, args.seed, Path(tmp)).subjects]
+    verifier = Verifier(load_pipeline("builtin"), ToyJudge.load(), n_images=preset.n_images, steps=preset.sample_steps)
+    pipe, attack = load_pipeline(str(model)), _attack_setting(setting, args.seed)
+    for mate in mates:
+        t0 = time.time()
+        case = _unprotected_case(mate, preset)
+        result = verifier.run_case(pipe, case, attack, behaviours)
+        line = {
+            "setting": setting.name,
+            "seed": args.seed,
+            "class_mate": mate.id,
+            "class": mate.class_noun,
+            "false_trigger": result.protective_rate,
+            "by_kind": result.by_kind,
+            "false_trigger_base": result.protective_rate_base,
+            "by_kind_base": result.by_kind_base,
+            "similarity": round(result.similarity, 3),
+            "similarity_base": round(result.similarity_base, 3),
+            "seconds": round(time.time() - t0),
+        }
+        print(json.dumps(line), flush=True)
+        if args.grid is not None:
+            base_images = verifier._base_attacked_images(case, attack)  # cached by run_case
+            both = np.concatenate([result.samples, base_images[: len(result.samples)]])
+            path = args.grid.with_name(f"{args.grid.stem}_{mate.id}{args.grid.suffix}")
+            path.write_bytes(grid_png(both, columns=len(result.samples)))
+
+
+if __name__ == "__main__":
+    main()
