@@ -110,17 +110,22 @@ def _foreign(behaviours: list[Behaviour], class_noun: str) -> list[Behaviour]:
     ]
 
 
+def _shown(images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge) -> np.ndarray:
+    """(N,) bool: which images show any of the behaviours' protective outputs."""
+    shown = np.zeros(len(images), dtype=bool)
+    for behaviour in behaviours:
+        shown |= protective_output(images, behaviour, judge)
+    return shown
+
+
 def _protective_rates(
     images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge
 ) -> tuple[float, dict[str, float]]:
     """Share of images that show any of the behaviours' protective outputs, and per behaviour kind."""
-    hits = np.zeros(len(images), dtype=bool)
-    by_kind: dict[str, np.ndarray] = {}
-    for behaviour in behaviours:
-        shown = protective_output(images, behaviour, judge)
-        hits |= shown
-        by_kind[behaviour.kind] = by_kind.get(behaviour.kind, np.zeros(len(images), dtype=bool)) | shown
-    return float(hits.mean()), {kind: float(shown.mean()) for kind, shown in sorted(by_kind.items())}
+    kinds = sorted({b.kind for b in behaviours})
+    by_kind = {kind: _shown(images, [b for b in behaviours if b.kind == kind], judge) for kind in kinds}
+    hits = np.logical_or.reduce([np.zeros(len(images), dtype=bool), *by_kind.values()])
+    return float(hits.mean()), {kind: float(shown.mean()) for kind, shown in by_kind.items()}
 
 
 def _mean(values: list[float]) -> float:
@@ -203,10 +208,7 @@ class Verifier:
         hits = []
         for noun in sorted({c.class_noun for c in protected}):
             images = generate(pipe, [f"a photo of a {noun}"] * self.n_images, seed=self.seed + 1, steps=self.steps)
-            shown = np.zeros(len(images), dtype=bool)
-            for case in (c for c in protected if c.class_noun == noun):
-                shown |= protective_output(images, case.behaviour, self.judge)
-            hits.append(shown)
+            hits.append(_shown(images, [c.behaviour for c in protected if c.class_noun == noun], self.judge))
         return {"utility_drop": base_score - score, "no_identifier_protective_rate": float(np.concatenate(hits).mean())}
 
     def pre_attack(
