@@ -62,9 +62,11 @@ def _trainable(pipe: StableDiffusionPipeline, recipe: AttackRecipe) -> list[dict
     pipe.text_encoder.requires_grad_(recipe.method == "full" and recipe.train_text_encoder)
     if recipe.method == "lora":
         unet_cfg, text_cfg = _lora_targets(recipe)
-        pipe.unet.add_adapter(unet_cfg)
-        if recipe.train_text_encoder:
-            pipe.text_encoder.add_adapter(text_cfg)
+        with torch.random.fork_rng():  # the gaussian init draws from the global RNG: seed it from the recipe
+            torch.manual_seed(recipe.seed)
+            pipe.unet.add_adapter(unet_cfg)
+            if recipe.train_text_encoder:
+                pipe.text_encoder.add_adapter(text_cfg)
     groups = [{"params": [p for p in pipe.unet.parameters() if p.requires_grad], "lr": recipe.learning_rate}]
     if recipe.train_text_encoder:
         te_params = [p for p in pipe.text_encoder.parameters() if p.requires_grad]

@@ -33,6 +33,18 @@ def test_dreambooth_tunes_a_copy_and_leaves_the_input_pipeline_untouched(images,
     assert text_changed == (name == "text-encoder")
 
 
+def test_a_lora_attack_is_the_same_whatever_drew_from_the_global_rng_before(images):
+    pipe = tiny_sd_pipeline("sd1")
+    attack = recipe("lora", lr_scale=100.0, steps=2, batch_size=2, num_class_images=2)
+    tuned = []
+    for draws in (0, 5):  # e.g. a protection run before the attack, in the same process
+        torch.manual_seed(123)
+        torch.randn(draws)
+        state = dreambooth(pipe, images, "dog", attack, prior_images=images[:2]).unet.state_dict()
+        tuned.append({k: v for k, v in state.items() if "lora_" in k})
+    assert tuned[0] and all(torch.equal(v, tuned[1][k]) for k, v in tuned[0].items())
+
+
 def test_dreambooth_refuses_an_empty_image_set(images):
     with pytest.raises(ValueError, match="at least one"):
         dreambooth(tiny_sd_pipeline("sd1"), images[:0], "dog", recipe("full", steps=1))
