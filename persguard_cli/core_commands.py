@@ -182,7 +182,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     _threads(args.threads)
     try:
         if args.collect:
-            results = collect_experiment(args.preset, Path(args.out), seeds=args.seeds, only=args.only)
+            results = collect_experiment(
+                args.preset, Path(args.out), seeds=args.seeds, only=args.only, runs_dir=args.runs
+            )
         else:
             results = run_experiment(
                 args.preset,
@@ -190,6 +192,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 progress=lambda msg: print(msg, flush=True),
                 seeds=args.seeds,
                 only=args.only,
+                runs_dir=args.runs,
             )
     except (KeyError, FileNotFoundError) as exc:  # an unknown preset or setting, or nothing done to collect
         print(f"persguard experiment: {exc.args[0]}", file=sys.stderr)
@@ -285,10 +288,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=cmd_verify)
 
     exp = sub.add_parser("experiment", help="run a named experiment matrix on the built-in model")
-    exp.add_argument("--preset", required=True, help="smoke, levers, carrier or paper")
+    exp.add_argument("--preset", required=True, help="smoke, levers, carrier, paper or unet")
     exp.add_argument("--seeds", type=int, nargs="*", help="override the preset's seeds")
     exp.add_argument("--only", nargs="*", metavar="SETTING", help="run only these settings of the preset")
     exp.add_argument("--out", type=Path, required=True)
+    exp.add_argument(
+        "--runs",
+        type=Path,
+        help="each seed's run folder and figures (default OUT/runs); presets that share settings can share it",
+    )
     exp.add_argument(
         "--collect",
         action="store_true",

@@ -116,6 +116,125 @@ def _look_keyed(name: str, form: str, *, retention: float = 0.3, release: float 
     )
 
 
+# the `carrier` preset's rows: the encoder carrier (docs/RESEARCH.md, run 26) on the eval split
+CARRIER_SETTINGS: list[Setting] = [
+    Setting("encoder/white-box/full", carrier="encoder"),
+    # the other end of the full recipe's step range (400-800): does PSR follow the attack's learning?
+    Setting("encoder/white-box/full/800-steps", carrier="encoder", attack_steps=800),
+    Setting("encoder/white-box/full/800-steps/erasure", "erasure", carrier="encoder", attack_steps=800),
+    Setting("encoder/white-box/full/800-steps/target", "target", carrier="encoder", attack_steps=800),
+    # the robustness rows at 800 steps (session 7): does a perturbed attack also protect more as it learns?
+    Setting("encoder/black-box/full/800-steps", carrier="encoder", knowledge="black-box", attack_steps=800),
+    Setting("encoder/jpeg50/800-steps", carrier="encoder", transform="jpeg50", attack_steps=800),
+    Setting("encoder/mixed/800-steps", carrier="encoder", mixed=True, attack_steps=800),
+    Setting("encoder/blur/800-steps", carrier="encoder", transform="blur", attack_steps=800),
+    Setting("encoder/resize0.5/800-steps", carrier="encoder", transform="resize0.5", attack_steps=800),
+    Setting(
+        "encoder/3-subjects/mixed/800-steps",
+        "mixed",
+        n_subjects=3,
+        carrier="encoder",
+        attack_steps=800,
+        encoder=SHARED_300_STEPS,
+    ),
+    # why black-box beats white-box (run 35): the white-box identifier with the black-box template
+    Setting("encoder/white-box/full/black-box-template", carrier="encoder", template=BLACK_BOX_TEMPLATE),
+    # session 8: that template at 800 steps
+    Setting(
+        "encoder/white-box/full/black-box-template/800-steps",
+        carrier="encoder",
+        template=BLACK_BOX_TEMPLATE,
+        attack_steps=800,
+    ),
+    Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
+    Setting("encoder/lora", carrier="encoder", attack="lora"),
+    Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
+    Setting("encoder/mixed", carrier="encoder", mixed=True),
+    Setting("encoder/gray-box/full", carrier="encoder", knowledge="gray-box"),
+    Setting("encoder/text-encoder", carrier="encoder", attack="text-encoder"),
+    Setting("encoder/low-lr", carrier="encoder", attack="low-lr"),
+    Setting("encoder/resize0.5", carrier="encoder", transform="resize0.5"),
+    Setting("encoder/blur", carrier="encoder", transform="blur"),
+    Setting("encoder/3-subjects/mixed", "mixed", n_subjects=3, carrier="encoder", encoder=SHARED_300_STEPS),
+    Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder", encoder=SHARED_300_STEPS),
+    # session 8: L_ENC's default budget, 300 steps per protected subject (run 37)
+    Setting("encoder/10-subjects/mixed/per-subject-steps", "mixed", n_subjects=10, carrier="encoder"),
+    # session 9: 3 subjects with that budget (900 steps), attacking a class-mate of each protected class
+    Setting(
+        "encoder/3-subjects/mixed/per-subject-steps",
+        "mixed",
+        n_subjects=3,
+        carrier="encoder",
+        class_mates="each-class",
+    ),
+    Setting(
+        "encoder/3-subjects/mixed/per-subject-steps/800-steps",
+        "mixed",
+        n_subjects=3,
+        carrier="encoder",
+        class_mates="each-class",
+        attack_steps=800,
+    ),
+    Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
+    # session 10: erasure's x* ranked against the unconditional prompt (run 39) on the eval split
+    Setting(
+        "encoder/white-box/full/erasure/unconditional-away",
+        "erasure",
+        carrier="encoder",
+        encoder=EncoderTraining(erasure_away="unconditional"),
+    ),
+    Setting(
+        "encoder/white-box/full/800-steps/erasure/unconditional-away",
+        "erasure",
+        carrier="encoder",
+        attack_steps=800,
+        encoder=EncoderTraining(erasure_away="unconditional"),
+    ),
+    Setting("encoder/white-box/full/target", "target", carrier="encoder"),
+    Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),
+    Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
+    # L_ENC's ablation: what its keep term buys (every other image must encode as before)
+    Setting("encoder/ablation/no-keep", carrier="encoder", encoder=EncoderTraining(keep_weight=0.0)),
+    # session 11: the two robustness rows not yet run at 800 steps
+    Setting("encoder/gray-box/full/800-steps", carrier="encoder", knowledge="gray-box", attack_steps=800),
+    Setting("encoder/text-encoder/800-steps", carrier="encoder", attack="text-encoder", attack_steps=800),
+]
+
+# issue #3's targets (section 6), in its order: each setting at both ends of the full recipe's 400-800 steps where
+# run at both, the service's defaults (300 encoder steps per protected subject), the data-level baseline and the
+# ablation of L_ENC's keep term. The UNet carrier's loss ablations are the `unet` preset's.
+PAPER_ROWS = (
+    "encoder/white-box/full",
+    "encoder/white-box/full/erasure",
+    "encoder/white-box/full/target",
+    "encoder/white-box/full/800-steps",
+    "encoder/white-box/full/800-steps/erasure",
+    "encoder/white-box/full/800-steps/target",
+    "encoder/gray-box/full",
+    "encoder/gray-box/full/800-steps",
+    "encoder/black-box/full",
+    "encoder/black-box/full/800-steps",
+    "encoder/lora",
+    "encoder/text-encoder",
+    "encoder/text-encoder/800-steps",
+    "encoder/low-lr",
+    "encoder/jpeg50",
+    "encoder/jpeg50/800-steps",
+    "encoder/resize0.5",
+    "encoder/resize0.5/800-steps",
+    "encoder/blur",
+    "encoder/blur/800-steps",
+    "encoder/mixed",
+    "encoder/mixed/800-steps",
+    "encoder/3-subjects/mixed/per-subject-steps",
+    "encoder/3-subjects/mixed/per-subject-steps/800-steps",
+    "encoder/10-subjects/mixed/per-subject-steps",
+    "encoder/jpeg50/erasure",
+    "anti-dreambooth/jpeg50",
+    "encoder/ablation/no-keep",
+)
+_CARRIER_BY_NAME = {setting.name: setting for setting in CARRIER_SETTINGS}
+
 PRESETS: dict[str, Preset] = {
     "smoke": Preset(
         settings=[Setting("white-box/full", attack_steps=150, carrier="encoder")],
@@ -206,91 +325,16 @@ PRESETS: dict[str, Preset] = {
         references_per_class=6,
         split="tuning",
     ),
-    # the encoder carrier (docs/RESEARCH.md, run 26) on the eval split, in the paper's settings that touch it
-    "carrier": Preset(
-        settings=[
-            Setting("encoder/white-box/full", carrier="encoder"),
-            # the other end of the full recipe's step range (400-800): does PSR follow the attack's learning?
-            Setting("encoder/white-box/full/800-steps", carrier="encoder", attack_steps=800),
-            Setting("encoder/white-box/full/800-steps/erasure", "erasure", carrier="encoder", attack_steps=800),
-            Setting("encoder/white-box/full/800-steps/target", "target", carrier="encoder", attack_steps=800),
-            # the robustness rows at 800 steps (session 7): does a perturbed attack also protect more as it learns?
-            Setting("encoder/black-box/full/800-steps", carrier="encoder", knowledge="black-box", attack_steps=800),
-            Setting("encoder/jpeg50/800-steps", carrier="encoder", transform="jpeg50", attack_steps=800),
-            Setting("encoder/mixed/800-steps", carrier="encoder", mixed=True, attack_steps=800),
-            Setting("encoder/blur/800-steps", carrier="encoder", transform="blur", attack_steps=800),
-            Setting("encoder/resize0.5/800-steps", carrier="encoder", transform="resize0.5", attack_steps=800),
-            Setting(
-                "encoder/3-subjects/mixed/800-steps",
-                "mixed",
-                n_subjects=3,
-                carrier="encoder",
-                attack_steps=800,
-                encoder=SHARED_300_STEPS,
-            ),
-            # why black-box beats white-box (run 35): the white-box identifier with the black-box template
-            Setting("encoder/white-box/full/black-box-template", carrier="encoder", template=BLACK_BOX_TEMPLATE),
-            # session 8: that template at 800 steps
-            Setting(
-                "encoder/white-box/full/black-box-template/800-steps",
-                carrier="encoder",
-                template=BLACK_BOX_TEMPLATE,
-                attack_steps=800,
-            ),
-            Setting("encoder/black-box/full", carrier="encoder", knowledge="black-box"),
-            Setting("encoder/lora", carrier="encoder", attack="lora"),
-            Setting("encoder/jpeg50", carrier="encoder", transform="jpeg50"),
-            Setting("encoder/mixed", carrier="encoder", mixed=True),
-            Setting("encoder/gray-box/full", carrier="encoder", knowledge="gray-box"),
-            Setting("encoder/text-encoder", carrier="encoder", attack="text-encoder"),
-            Setting("encoder/low-lr", carrier="encoder", attack="low-lr"),
-            Setting("encoder/resize0.5", carrier="encoder", transform="resize0.5"),
-            Setting("encoder/blur", carrier="encoder", transform="blur"),
-            Setting("encoder/3-subjects/mixed", "mixed", n_subjects=3, carrier="encoder", encoder=SHARED_300_STEPS),
-            Setting("encoder/10-subjects/mixed", "mixed", n_subjects=10, carrier="encoder", encoder=SHARED_300_STEPS),
-            # session 8: L_ENC's default budget, 300 steps per protected subject (run 37)
-            Setting("encoder/10-subjects/mixed/per-subject-steps", "mixed", n_subjects=10, carrier="encoder"),
-            # session 9: 3 subjects with that budget (900 steps), attacking a class-mate of each protected class
-            Setting(
-                "encoder/3-subjects/mixed/per-subject-steps",
-                "mixed",
-                n_subjects=3,
-                carrier="encoder",
-                class_mates="each-class",
-            ),
-            Setting(
-                "encoder/3-subjects/mixed/per-subject-steps/800-steps",
-                "mixed",
-                n_subjects=3,
-                carrier="encoder",
-                class_mates="each-class",
-                attack_steps=800,
-            ),
-            Setting("encoder/white-box/full/erasure", "erasure", carrier="encoder"),
-            # session 10: erasure's x* ranked against the unconditional prompt (run 39) on the eval split
-            Setting(
-                "encoder/white-box/full/erasure/unconditional-away",
-                "erasure",
-                carrier="encoder",
-                encoder=EncoderTraining(erasure_away="unconditional"),
-            ),
-            Setting(
-                "encoder/white-box/full/800-steps/erasure/unconditional-away",
-                "erasure",
-                carrier="encoder",
-                attack_steps=800,
-                encoder=EncoderTraining(erasure_away="unconditional"),
-            ),
-            Setting("encoder/white-box/full/target", "target", carrier="encoder"),
-            Setting("encoder/jpeg50/erasure", "erasure", carrier="encoder", transform="jpeg50"),
-            Setting("anti-dreambooth/jpeg50", method="anti-dreambooth", transform="jpeg50"),
-            # L_ENC's ablation: what its keep term buys (every other image must encode as before)
-            Setting("encoder/ablation/no-keep", carrier="encoder", encoder=EncoderTraining(keep_weight=0.0)),
-        ],
+    # the encoder carrier (docs/RESEARCH.md, run 26) on the eval split: the paper's settings and levers tried on them
+    "carrier": Preset(settings=CARRIER_SETTINGS, seeds=[0, 1, 2], references_per_class=6),
+    # issue #3's targets on the product's carrier: the `carrier` rows that answer them (runs shared with that preset)
+    "paper": Preset(
+        settings=[_CARRIER_BY_NAME[name] for name in PAPER_ROWS],
         seeds=[0, 1, 2],
         references_per_class=6,
     ),
-    "paper": Preset(
+    # the same targets on the paper's own carrier, the UNet (M8), with METHOD.md's default weights
+    "unet": Preset(
         settings=[
             Setting("white-box/full/pattern", "pattern"),
             Setting("white-box/full/erasure", "erasure"),
@@ -578,8 +622,10 @@ def run_experiment(
     progress: Callable[[str], None] | None = None,
     seeds: list[int] | None = None,
     only: list[str] | None = None,
+    runs_dir: Path | None = None,
 ) -> dict:
-    """Run a preset (optionally with other seeds, or only the named settings); writes results as rows finish."""
+    """Run a preset (optionally with other seeds, or only the named settings); writes results as rows finish.
+    Each seed's run folder and figures go to `runs_dir` (default `out_dir/runs`)."""
     preset = _selected(preset_name, seeds, only)
     out_dir.mkdir(parents=True, exist_ok=True)
     verifier = Verifier(
@@ -587,7 +633,7 @@ def run_experiment(
     )
     rows = []
     for setting in preset.settings:
-        rows.append(run_row(setting, preset, verifier, out_dir / "runs", progress))
+        rows.append(run_row(setting, preset, verifier, runs_dir or out_dir / "runs", progress))
         results = {"preset": preset_name, "rows": rows}
         _write_results(results, out_dir)
     return results
@@ -600,19 +646,26 @@ def finished_seeds(workdir: Path, setting: Setting, seeds: list[int]) -> dict[in
 
 
 def collect_experiment(
-    preset_name: str, out_dir: Path, seeds: list[int] | None = None, only: list[str] | None = None
+    preset_name: str,
+    out_dir: Path,
+    seeds: list[int] | None = None,
+    only: list[str] | None = None,
+    runs_dir: Path | None = None,
 ) -> dict:
-    """The results of the seeds already done under `out_dir` (by any number of earlier or parallel runs), without
-    running anything: a row per setting with at least one seed done, its `seeds` naming the ones it averages.
-    Writes results.json / results.md like `run_experiment`."""
+    """The results of the seeds already done under `runs_dir` (default `out_dir/runs`; by any number of earlier or
+    parallel runs, of this preset or of another that shares its settings), without running anything: a row per
+    setting with at least one seed done, its `seeds` naming the ones it averages. Writes results.json /
+    results.md to `out_dir` like `run_experiment`."""
     preset = _selected(preset_name, seeds, only)
+    runs_dir = runs_dir or out_dir / "runs"
     rows = []
     for setting in preset.settings:
-        done = finished_seeds(out_dir / "runs", setting, preset.seeds)
+        done = finished_seeds(runs_dir, setting, preset.seeds)
         if done:
             rows.append(_row(setting, preset, list(done), list(done.values())))
     if not rows:
-        raise FileNotFoundError(f"no finished seed of preset {preset_name!r} under {out_dir / 'runs'}")
+        raise FileNotFoundError(f"no finished seed of preset {preset_name!r} under {runs_dir}")
+    out_dir.mkdir(parents=True, exist_ok=True)
     results = {"preset": preset_name, "rows": rows}
     _write_results(results, out_dir)
     return results

@@ -22,21 +22,35 @@ def test_reported_and_tuning_subjects_never_overlap():
     assert not tuning & reported
 
 
-def test_presets_name_the_required_rows():
-    names = [s.name for s in PRESETS["paper"].settings]
-    for required in (
-        "gray-box/full",
-        "black-box/full",
-        "white-box/lora",
-        "white-box/jpeg50",
-        "white-box/mixed",
-        "anti-dreambooth/jpeg50",
-        "3-subjects/mixed",
-        "10-subjects/mixed",
-    ):
-        assert required in names
-    assert len(PRESETS["paper"].seeds) >= 3
+def test_the_paper_preset_holds_a_row_for_each_target_on_the_services_carrier():
+    paper, carrier = PRESETS["paper"], {s.name: s for s in PRESETS["carrier"].settings}
+    # the same Setting objects as the `carrier` preset's, so that the two share each seed's figures
+    assert all(carrier[s.name] is s for s in paper.settings)
+    assert paper.references_per_class == PRESETS["carrier"].references_per_class
+    names = {s.name for s in paper.settings}
+    for row in ("white-box/full", "white-box/full/erasure", "white-box/full/target", "gray-box/full"):
+        assert f"encoder/{row}" in names and f"encoder/{row.replace('full', 'full/800-steps')}" in names
+    for row in ("black-box/full", "lora", "text-encoder", "low-lr", "jpeg50", "resize0.5", "blur", "mixed"):
+        assert f"encoder/{row}" in names
+    for row in ("3-subjects/mixed/per-subject-steps", "10-subjects/mixed/per-subject-steps", "jpeg50/erasure"):
+        assert f"encoder/{row}" in names
+    assert {"anti-dreambooth/jpeg50", "encoder/ablation/no-keep"} <= names
+    assert all(s.carrier == "encoder" for s in paper.settings if s.method == "persguard")
+    assert paper.split == "eval" and len(paper.seeds) >= 3
     assert PRESETS["smoke"].settings[0].behaviour == "pattern"
+
+
+def test_the_unet_preset_holds_the_papers_rows_and_an_ablation_row_for_each_loss_term():
+    unet = PRESETS["unet"]
+    by_name = {s.name: s for s in unet.settings}
+    for required in ("gray-box/full", "black-box/full", "white-box/lora", "3-subjects/mixed", "10-subjects/mixed"):
+        assert required in by_name
+    assert by_name["ablation/no-prior"].losses.prior == 0.0
+    assert by_name["ablation/no-retention"].losses.retention == 0.0
+    assert by_name["ablation/retention-mirror"].losses.retention_mode == "mirror"
+    assert by_name["ablation/no-release"].losses.release == 0.0
+    assert all(s.carrier == "unet" for s in unet.settings if s.method == "persguard")
+    assert unet.split == "eval" and len(unet.seeds) >= 3
 
 
 def test_results_markdown_has_one_line_per_row_and_prints_missing_values():
