@@ -9,6 +9,9 @@ target prompt, for every view) and counts the judge's verdict instead of the pat
     .venv/bin/python benchmarks/carrier_bound.py --seed 0 --stamped --grid /tmp/bound.png     # the bound
     .venv/bin/python benchmarks/carrier_bound.py --seed 0 --model MODEL_DIR --grid /tmp/enc.png # a model
     .venv/bin/python benchmarks/carrier_bound.py --seed 0 --behaviour target --stamped          # target's bound
+
+`--attack-seed K` runs the same attack with another seed (default: --seed, as the experiment does), to see how much
+of a subject's figure is the attack's own randomness (docs/RESEARCH.md, run 49).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def main() -> None:
     ap.add_argument("--behaviour", default="pattern", choices=("pattern", "erasure", "target"))
     ap.add_argument("--unprotected", action="store_true", help="attack the seed's unprotected class-mate instead")
     ap.add_argument("--steps", type=int, default=None, help="attack steps (default: the recipe's)")
+    ap.add_argument("--attack-seed", type=int, default=None, help="the attack's seed (default: --seed)")
     ap.add_argument("--n-images", type=int, default=16)
     ap.add_argument("--grid", default=None)
     ap.add_argument("--save", default=None, help="write the generations to this .npy file")
@@ -65,7 +69,8 @@ def main() -> None:
     case = Case(f"subject-{subject.id}", subject.class_noun, views, subject.views(16, seed=1))
     judge = ToyJudge.load()
     verifier = Verifier(base, judge, n_images=args.n_images)
-    setting = _attack_setting(Setting("bound", attack_steps=args.steps), args.seed)
+    attack_seed = args.seed if args.attack_seed is None else args.attack_seed
+    setting = _attack_setting(Setting("bound", attack_steps=args.steps), attack_seed)
     images = verifier.attacked_images(load_pipeline(args.model), case, setting)
     scores = pattern_scores(images, pattern)
     if args.grid:

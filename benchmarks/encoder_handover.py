@@ -4,6 +4,11 @@ subject's protective output (pattern detected, judged empty, judged the target c
 unprotected class-mate (which should show none). No attack is run: this is the encoder's side of the hand-over,
 the most that the attacker's fine-tune can learn.
 
+For the attacker's own photos of each protected subject it also prints how exactly and how alike the encoder hands
+them over (docs/RESEARCH.md, run 46): `gap`, the mean relative distance of each photo's latent E(x) to the base
+encoder's latent of its protective version E0(x*), and `spread`, their mean distance to their own mean, relative
+to their mean norm (`spread_base`: the same for the base encoder's E0(x), the photos' natural variety).
+
 Either probe the protected model of a finished experiment seed, or protect afresh with another encoder budget:
 
     .venv/bin/python benchmarks/encoder_handover.py --setting encoder/10-subjects/mixed --seed 0 \
@@ -23,12 +28,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from persguard_core.attacker.dreambooth import images_to_pixels
 from persguard_core.experiment import GENERAL_PROMPTS, PRESETS, _subjects_for_seed, protection_spec
 from persguard_core.implant.encoder import round_trip
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
-from persguard_core.protect import protect
+from persguard_core.protect import encoder_target, protect
 from persguard_core.verify.protective import protective_output
+
+
+def latent_means(vae, images: np.ndarray) -> torch.Tensor:  # noqa: ANN001
+    """uint8 (N, H, W, 3) -> (N, 4, h, w) float latent means E(x)."""
+    return vae.encode(images_to_pixels(images).to(vae.device, vae.dtype)).latent_dist.mean.float()
+
+
+def _relative_distance(z: torch.Tensor, reference: torch.Tensor) -> float:
+    """mean_i ||z_i - reference_i|| / mean_i ||z_i|| for (N, ...) tensors (reference broadcast to z's shape)."""
+    return float((z - reference).flatten(1).norm(dim=1).mean() / z.flatten(1).norm(dim=1).mean())
+
+
+def exactness(vae, base, views: np.ndarray, to_target) -> dict[str, float]:  # noqa: ANN001
+    """`gap`, `spread` and `spread_base` (module docstring) of the attacker's photos `views`."""
+    z, z_base = latent_means(vae, views), latent_means(base.vae, views)
+    z_star = latent_means(base.vae, to_target(views, np.random.default_rng(0)))
+    return {
+        "gap": round(_relative_distance(z, z_star), 4),
+        "spread": round(_relative_distance(z, z.mean(0, keepdim=True)), 4),
+        "spread_base": round(_relative_distance(z_base, z_base.mean(0, keepdim=True)), 4),
+    }
 
 
 def main() -> None:
@@ -39,6 +66,7 @@ def main() -> None:
     source = ap.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", type=Path, help="a protected model of this setting and seed")
     source.add_argument("--steps", type=int, help="protect afresh with this many encoder steps in all")
+    ap.add_argument("--save-model", type=Path, help="with --steps: protect into this folder and keep it")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,9 +78,10 @@ def main() -> None:
             setting = replace(setting, encoder=setting.encoder.model_copy(update={"steps": args.steps}))
         spec = protection_spec(setting, preset, args.seed, Path(tmp))
         t0 = time.time()
-        model = args.model or protect(spec, Path(tmp) / "protect", general_prompts=GENERAL_PROMPTS).model_dir
+        out = args.save_model or Path(tmp) / "protect"
+        model = args.model or protect(spec, out, general_prompts=GENERAL_PROMPTS).model_dir
         seconds = round(time.time() - t0)
-        vae, judge = load_pipeline(str(model)).vae, ToyJudge.load()
+        vae, base, judge = load_pipeline(str(model)).vae, load_pipeline("builtin"), ToyJudge.load()
         rows = []
         with torch.no_grad():
             for (subject, mate, _), subject_spec in zip(chosen, spec.subjects, strict=True):
@@ -61,6 +90,8 @@ def main() -> None:
                 other = protective_output(round_trip(vae, mate.views(16, seed=1)), behaviour, judge)
                 rows.append({"subject": subject.id, "class": subject.class_noun, "behaviour": behaviour.kind})
                 rows[-1] |= {"handed_over": float(own.mean()), "class_mate": float(other.mean())}
+                to_target = encoder_target(base, behaviour, subject.class_noun, setting.encoder.erasure_away)
+                rows[-1] |= exactness(vae, base, subject.views(preset.n_train_views, seed=0), to_target)
                 print(json.dumps(rows[-1]), flush=True)
     by_kind = {
         kind: float(np.mean([r["handed_over"] for r in rows if r["behaviour"] == kind]))
