@@ -5,7 +5,7 @@ unprotected class-mate (which should show none). No attack is run: this is the e
 the most that the attacker's fine-tune can learn.
 
 For the attacker's own photos of each protected subject it also prints how exactly and how alike the encoder hands
-them over (docs/RESEARCH.md, run 46): `gap`, the mean relative distance of each photo's latent E(x) to the base
+them over (docs/RESEARCH.md, run 48): `gap`, the mean relative distance of each photo's latent E(x) to the base
 encoder's latent of its protective version E0(x*), and `spread`, their mean distance to their own mean, relative
 to their mean norm (`spread_base`: the same for the base encoder's E0(x), the photos' natural variety).
 
