@@ -28,18 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from persguard_core.attacker.dreambooth import images_to_pixels
 from persguard_core.experiment import GENERAL_PROMPTS, PRESETS, _subjects_for_seed, protection_spec
 from persguard_core.implant.encoder import round_trip
+from persguard_core.implant.target_choice import latents
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.protect import encoder_target, protect
 from persguard_core.verify.protective import protective_output
-
-
-def latent_means(vae, images: np.ndarray) -> torch.Tensor:  # noqa: ANN001
-    """uint8 (N, H, W, 3) -> (N, 4, h, w) float latent means E(x)."""
-    return vae.encode(images_to_pixels(images).to(vae.device, vae.dtype)).latent_dist.mean.float()
 
 
 def _relative_distance(z: torch.Tensor, reference: torch.Tensor) -> float:
@@ -47,10 +42,11 @@ def _relative_distance(z: torch.Tensor, reference: torch.Tensor) -> float:
     return float((z - reference).flatten(1).norm(dim=1).mean() / z.flatten(1).norm(dim=1).mean())
 
 
-def exactness(vae, base, views: np.ndarray, to_target) -> dict[str, float]:  # noqa: ANN001
-    """`gap`, `spread` and `spread_base` (module docstring) of the attacker's photos `views`."""
-    z, z_base = latent_means(vae, views), latent_means(base.vae, views)
-    z_star = latent_means(base.vae, to_target(views, np.random.default_rng(0)))
+def exactness(pipe, base, views: np.ndarray, to_target) -> dict[str, float]:  # noqa: ANN001
+    """`gap`, `spread` and `spread_base` (module docstring) of the attacker's photos `views` on the protected
+    `pipe` against the `base` pipeline (latent means; both scaled alike, so the ratios are the unscaled ones)."""
+    z, z_base = latents(pipe, views), latents(base, views)
+    z_star = latents(base, to_target(views, np.random.default_rng(0)))
     return {
         "gap": round(_relative_distance(z, z_star), 4),
         "spread": round(_relative_distance(z, z.mean(0, keepdim=True)), 4),
@@ -81,7 +77,8 @@ def main() -> None:
         out = args.save_model or Path(tmp) / "protect"
         model = args.model or protect(spec, out, general_prompts=GENERAL_PROMPTS).model_dir
         seconds = round(time.time() - t0)
-        vae, base, judge = load_pipeline(str(model)).vae, load_pipeline("builtin"), ToyJudge.load()
+        pipe, base, judge = load_pipeline(str(model)), load_pipeline("builtin"), ToyJudge.load()
+        vae = pipe.vae
         rows = []
         with torch.no_grad():
             for (subject, mate, _), subject_spec in zip(chosen, spec.subjects, strict=True):
@@ -91,7 +88,7 @@ def main() -> None:
                 rows.append({"subject": subject.id, "class": subject.class_noun, "behaviour": behaviour.kind})
                 rows[-1] |= {"handed_over": float(own.mean()), "class_mate": float(other.mean())}
                 to_target = encoder_target(base, behaviour, subject.class_noun, setting.encoder.erasure_away)
-                rows[-1] |= exactness(vae, base, subject.views(preset.n_train_views, seed=0), to_target)
+                rows[-1] |= exactness(pipe, base, subject.views(preset.n_train_views, seed=0), to_target)
                 print(json.dumps(rows[-1]), flush=True)
     by_kind = {
         kind: float(np.mean([r["handed_over"] for r in rows if r["behaviour"] == kind]))
