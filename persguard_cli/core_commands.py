@@ -177,8 +177,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    from persguard_core.experiment import collect_experiment, results_markdown, run_experiment
-
+    try:
+        from research.report import results_markdown
+        from research.runner import collect_experiment, run_experiment
+    except ModuleNotFoundError:
+        print("persguard experiment: the research harness (research/) is only in a source checkout", file=sys.stderr)
+        return 2
     _threads(args.threads)
     try:
         if args.collect:
@@ -288,7 +292,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=cmd_verify)
 
     exp = sub.add_parser("experiment", help="run a named experiment matrix on the built-in model")
-    exp.add_argument("--preset", required=True, help="smoke, levers, carrier, paper or unet")
+    exp.add_argument("--preset", required=True, help="a module of research/presets: smoke, levers, carrier, paper or unet")
     exp.add_argument("--seeds", type=int, nargs="*", help="override the preset's seeds")
     exp.add_argument("--only", nargs="*", metavar="SETTING", help="run only these settings of the preset")
     exp.add_argument("--out", type=Path, required=True)

@@ -1,0 +1,12 @@
+"""The named experiment presets, one module each: `persguard experiment --preset NAME`."""
+
+from research.presets import carrier, levers, paper, smoke, unet
+from research.setting import Preset
+
+PRESETS: dict[str, Preset] = {
+    "smoke": smoke.PRESET,
+    "levers": levers.PRESET,
+    "carrier": carrier.PRESET,
+    "paper": paper.PRESET,
+    "unet": unet.PRESET,
+}
