@@ -8,7 +8,6 @@ from common.jobs.execute import (
     ProgressFn,
     ProtectFn,
     default_protect_fn,
-    execute_job,
     run_implant,
 )
 from common.jobs.runner import InProcessRunner, JobRunner, NullRunner
@@ -31,7 +30,6 @@ __all__ = [
     "VerifyOutcome",
     "default_protect_fn",
     "default_verify_fn",
-    "execute_job",
     "run_implant",
     "run_verification",
 ]

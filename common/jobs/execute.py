@@ -9,7 +9,6 @@ Transient failures put the job back in the queue (the caller retries with backof
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -52,7 +51,6 @@ __all__ = [
     "ProgressFn",
     "ProtectFn",
     "default_protect_fn",
-    "execute_job",
     "run_implant",
 ]
 
@@ -211,18 +209,3 @@ def _end(lease: Lease, storage: Storage, status: JobStatus, error: str | Any) ->
         delete_state(storage, lease.job_id)
     log.info("job %s %s", lease.job_id, status)
     return ImplantOutcome(status, error if isinstance(error, str) else None)
-
-
-def execute_job(
-    job_id: uuid.UUID,
-    session_factory: SessionFactory,
-    storage: Storage,
-    protect_fn: ProtectFn = default_protect_fn,
-    workdir_root: Path | None = None,
-    config: JobConfig | None = None,
-) -> JobStatus | None:
-    """Run job `job_id` once if it is queued (no retries); returns its final status, or None if it was not ours."""
-    config = config or JobConfig(workdir_root=workdir_root)
-    if workdir_root is not None and config.workdir_root != workdir_root:
-        config = dataclasses.replace(config, workdir_root=workdir_root)
-    return run_implant(job_id, session_factory, storage, protect_fn, config, final_attempt=True).status

@@ -7,13 +7,17 @@ import io
 import tarfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from common.db import make_engine, make_session_factory
-from common.jobs import InProcessRunner, JobCancelled, execute_job
+from common.jobs import InProcessRunner, JobCancelled, run_implant
+from common.jobs.config import JobConfig
+from common.jobs.execute import ProtectFn, default_protect_fn
 from common.models import Checkpoint, JobStatus, ProtectionJob, SubjectImage
 from common.storage import LocalStorage
 from persguard_core.spec import ProtectionSpec
@@ -30,6 +34,18 @@ def session_factory(database: str):  # noqa: ANN201
 def _queue_job(session_factory, storage: LocalStorage) -> uuid.UUID:  # noqa: ANN001
     """A queued job whose three "images" are the bytes b"image 0", b"image 1", b"image 2" (not images)."""
     return queue_job(session_factory, storage, preset="quick", image=lambda position: f"image {position}".encode())
+
+
+def execute_job(
+    job_id: uuid.UUID,
+    session_factory: Callable[[], Session],
+    storage: LocalStorage,
+    protect_fn: ProtectFn = default_protect_fn,
+    workdir_root: Path | None = None,
+) -> JobStatus | None:
+    """Run the job once, as a runner's last attempt would: its final status, or None if it was not ours."""
+    config = JobConfig(workdir_root=workdir_root)
+    return run_implant(job_id, session_factory, storage, protect_fn, config, final_attempt=True).status
 
 
 def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:  # noqa: ANN001

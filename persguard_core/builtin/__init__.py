@@ -1,0 +1,1 @@
+"""The built-in base model: its configuration, BPE tokenizer, training and evaluation on the toy world."""
