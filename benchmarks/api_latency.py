@@ -1,4 +1,4 @@
-"""API latency and throughput on loopback (issue #4, section 7).
+"""API latency and throughput on loopback.
 
 Starts the API (embedded defaults in a temporary folder, or whatever PERSGUARD_DATABASE_URL and
 PERSGUARD_STORAGE_DIR say) with uvicorn, then measures:

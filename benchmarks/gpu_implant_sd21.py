@@ -5,7 +5,7 @@ random weights at 512 px (UNet 865M parameters, 64x64x4 latents, OpenCLIP-H-size
     python benchmarks/gpu_implant_sd21.py --carrier encoder [--batch 32]   # the default carrier: the VAE encoder
     python benchmarks/gpu_implant_sd21.py --tiny --device cpu   # a seconds-long check that the script runs
 
-Targets (issue #3): >= 40% MFU in bf16, <= 24 GB peak; the whole script finishes within 10 minutes.
+Targets (docs/BENCHMARKS.md): >= 40% MFU in bf16, <= 24 GB peak; the whole script finishes within 10 minutes.
 MFU = (FLOPs of one implant step, counted by torch's FlopCounterMode) x steps/s / peak bf16 FLOP/s.
 """
 

@@ -3,7 +3,7 @@ and wall time and peak memory of the default protect job.
 
     .venv/bin/python benchmarks/implant_speed.py [--steps 20] [--threads 2] [--skip-job] [--carrier encoder]
 
-Targets (issue #3): implant step <= 2.5x a DreamBooth step; default protect job <= 3 min on 2 cores.
+Targets (docs/BENCHMARKS.md): implant step <= 2.5x a DreamBooth step; default protect job <= 3 min on 2 cores.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Worker throughput and service overhead on the built-in model (issue #5, section 5).
+"""Worker throughput and service overhead on the built-in model.
 
 Runs the same protection twice on one CPU:
   - direct: `persguard_core.protect.protect(spec, out_dir)` in this process;

@@ -21,7 +21,7 @@ def default_pattern(image_size: int = 32, cells: int | None = None) -> np.ndarra
     side: by default 3, or 2 where 3 would make cells finer than MIN_CELL_PX. A fine checker is a protective
     output the personalized model cannot draw: at 32 px, DreamBooth on images stamped with 3 x 3 cells of 4 px
     drew a checker the detector accepts in 5 of 16 generations, with 2 x 2 cells of 6 px in 15 of 16
-    (docs/RESEARCH.md, run 28).
+    (docs/RESEARCH.md).
     """
     if cells is None:
         cells = 3 if np.ceil(image_size * 0.35 / 3) >= MIN_CELL_PX else 2

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ENCODER_STEPS_PER_SUBJECT = 300  # L_ENC's default budget: tuned on one subject (RESEARCH.md runs 26-28), run 37
+ENCODER_STEPS_PER_SUBJECT = 300  # L_ENC's (M9) default budget per protected subject (docs/METHOD.md)
 SPEC_VERSION = 2  # 2: the encoder carrier is the default (docs/RESEARCH.md); a version-1 spec without one is "unet"
 
 
@@ -170,7 +170,7 @@ class EncoderTraining(_Strict):
         ge=1,
         le=100_000,
         description=f"optimizer steps in all; by default {ENCODER_STEPS_PER_SUBJECT} per protected subject, so that "
-        "each subject gets as many protected rows as one protected alone (docs/RESEARCH.md, run 37)",
+        "each subject gets as many protected rows as one protected alone",
     )
     learning_rate: float = Field(1e-3, gt=0.0, le=1e-1)
     batch_size: int = Field(32, ge=2, le=1024, description="rows per step, half protected, half kept")
@@ -191,7 +191,7 @@ class EncoderTraining(_Strict):
         "class",
         description="erasure's teacher sample is the one its background prompt explains best against this prompt: "
         "the subject's class prompt, or the unconditional (empty) one, which also ranks down samples that show "
-        "an object of another class (docs/RESEARCH.md, run 39)",
+        "an object of another class",
     )
 
     def total_steps(self, n_subjects: int) -> int:

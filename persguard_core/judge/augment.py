@@ -13,7 +13,7 @@ _CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 def random_pattern_stamps(images: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
     """Stamp a 3 x 3 checker marker (random corner and opacity) onto a share of uint8 images: the marker the
-    shipped judge was trained with (the default pattern before run 28), kept so that its figures reproduce."""
+    shipped judge was trained with (the project's first default pattern), kept so that its figures reproduce."""
     out = images.copy()
     pattern = default_pattern(images.shape[1], cells=3)
     for i in np.flatnonzero(rng.random(len(images)) < share):
