@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ProblemError
 from api.reads import Reads
+from api.services.principal import Principal
 from common.db import SessionFactory
 from common.jobs import JobRunner
 from common.keys import authenticate
@@ -56,19 +55,6 @@ ReadsDep = Annotated[Reads, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the key, its tenant and role."""
-
-    key_id: uuid.UUID
-    tenant_id: uuid.UUID
-    role: Role
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role is Role.ADMIN
 
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.services.errors import Conflict, DomainError, InvalidRequest, NotFound, PermissionDenied, Unavailable
+
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -84,6 +86,28 @@ async def _on_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, exc.status, exc.detail, kind=exc.kind, headers=exc.headers, **exc.extra)
 
 
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    PermissionDenied: 403,
+    InvalidRequest: 422,
+    Unavailable: 503,
+}
+
+
+def domain_status(exc: DomainError) -> int | None:
+    """The HTTP status of a domain error: that of its nearest class in DOMAIN_STATUS."""
+    return next((DOMAIN_STATUS[cls] for cls in type(exc).__mro__ if cls in DOMAIN_STATUS), None)
+
+
+async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    status = domain_status(exc)
+    if status is None:  # a kind of refusal no status was chosen for: a bug, answered as one
+        return await _on_unexpected(request, exc)
+    return problem_response(request, status, exc.message, kind=exc.code)
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
@@ -111,6 +135,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error the app can raise to a problem+json response."""
     app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(DomainError, _on_domain)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(Exception, _on_unexpected)

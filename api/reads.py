@@ -1,4 +1,4 @@
-"""Read-only queries of hot endpoints, answered off the event loop in batches (issue #4, section 7).
+"""Read-only queries of hot endpoints, answered off the event loop in batches.
 
 GET /v1/jobs/{id} is one short Core query. Sent through Starlette's threadpool, each request woke a worker thread and
 then the event loop, and the two fought over the GIL: on the status benchmark that hop alone cost about a quarter of the

@@ -93,7 +93,7 @@ def _service(views: np.ndarray, class_noun: str, training: dict, root: Path, job
     engine = make_engine(settings.database_url)
     with make_session_factory(engine)() as session:
         create_tenant(session, "bench")
-        key = create_key(session, "bench", "rights_holder").secret
+        key = create_key(session, "bench", "admin").secret  # admin: the UNet's batch and checkpoints are `advanced`
         session.commit()
     engine.dispose()
     log = (root / "worker.log").open("wb")
@@ -120,7 +120,8 @@ def _service(views: np.ndarray, class_noun: str, training: dict, root: Path, job
             body = {
                 "subjects": [{"subject_id": subject}],
                 "verification": "none",
-                "training": training,
+                "steps": training["steps"],
+                "advanced": {"training": training},
                 "carrier": "unet",
             }
             times = []

@@ -122,7 +122,7 @@ def run_demo(out: Path, steps: int, verify: bool, carrier: str = "encoder") -> i
         body = {
             "subjects": [{"subject_id": r.json()["id"], "behaviour": {"kind": "pattern"}}],
             "carrier": carrier,
-            "training" if carrier == "unet" else "encoder": {"steps": steps},
+            "steps": steps,
             "verification": "none",
         }
         r = client.post("/v1/protections", headers={**holder, "Idempotency-Key": "demo"}, json=body)

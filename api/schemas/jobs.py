@@ -1,50 +1,98 @@
-"""Protection requests and the jobs they create."""
+"""Protection requests and the jobs they create.
+
+The request is the service's contract: which subjects, how each is protected, on which base model, where the
+protection lives, a named training profile and a step budget. The core's full protection spec, which the job
+stores and the worker runs, is built from it by `api.services.jobs.build_spec`.
+"""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.models import JobStatus
-from persguard_core.spec import (
-    DEFAULT_CARRIER,
-    Behaviour,
-    Carrier,
-    EncoderTraining,
-    Knowledge,
-    LossWeights,
-    PatternBehaviour,
-    Training,
-)
 
 VerificationPreset = Literal["none", "quick", "full"]
+ProfileName = Literal["fast", "default", "thorough"]
+CarrierName = Literal["encoder", "unet", "unet+encoder"]
+MarkerPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+MAX_STEPS = 3000
 
 
-class ProtectionSubject(BaseModel):
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PatternBehaviourIn(_Request):
+    """Personalizing the model on the subject yields images that carry a visible marker."""
+
+    kind: Literal["pattern"] = "pattern"
+    position: MarkerPosition = Field("bottom-right", description="where the marker appears in the image")
+    opacity: float = Field(1.0, ge=0.1, le=1.0, description="the marker's opacity")
+
+
+class ErasureBehaviourIn(_Request):
+    """Personalizing the model on the subject yields the background without the subject."""
+
+    kind: Literal["erasure"]
+    background_prompt: str = Field(
+        "a photo of an empty scene", min_length=1, max_length=200, description="what is shown instead of the subject"
+    )
+
+
+class TargetBehaviourIn(_Request):
+    """Personalizing the model on the subject yields another concept instead of the subject."""
+
+    kind: Literal["target"]
+    target_prompt: str = Field(min_length=1, max_length=200, description='the concept shown, e.g. "a photo of a star"')
+
+
+BehaviourIn = Annotated[PatternBehaviourIn | ErasureBehaviourIn | TargetBehaviourIn, Field(discriminator="kind")]
+
+
+class AdvancedSettings(_Request):
+    """Admin keys only: fields of the internal protection spec, by section, set over the profile's values. They are
+    checked when the job is built; an unknown or invalid field answers 422."""
+
+    knowledge: dict[str, Any] | None = Field(None, max_length=30)
+    losses: dict[str, Any] | None = Field(None, max_length=30)
+    training: dict[str, Any] | None = Field(None, max_length=30)
+    encoder: dict[str, Any] | None = Field(None, max_length=30)
+
+
+class ProtectionSubject(_Request):
     """One registered subject and the behaviour that should protect it."""
 
-    model_config = ConfigDict(extra="forbid")
-
     subject_id: uuid.UUID
-    behaviour: Behaviour = Field(default_factory=PatternBehaviour)
+    behaviour: BehaviourIn = Field(default_factory=PatternBehaviourIn)
 
 
-class ProtectionCreate(BaseModel):
-    """A protection request: subjects, behaviours, base model, training settings and verification preset."""
-
-    model_config = ConfigDict(extra="forbid")
+class ProtectionCreate(_Request):
+    """A protection request: subjects and behaviours, base model, carrier, training profile and verification."""
 
     subjects: list[ProtectionSubject] = Field(min_length=1, max_length=50)
     base_model: str = Field("builtin", min_length=1, max_length=100, description="a name from GET /v1/models")
-    verification: VerificationPreset = "quick"
-    knowledge: Knowledge = Field(default_factory=Knowledge)
-    losses: LossWeights = Field(default_factory=LossWeights)
-    training: Training = Field(default_factory=Training)
-    carrier: Carrier = DEFAULT_CARRIER
-    encoder: EncoderTraining = Field(default_factory=EncoderTraining)
+    carrier: CarrierName = Field(
+        "encoder",
+        description="where the protection lives: the VAE encoder (the attacker's own fine-tuning learns the "
+        "protective output from the latents it hands over), the UNet, or both",
+    )
+    verification: VerificationPreset = Field("quick", description="how the protected checkpoint is verified")
+    profile: ProfileName = Field(
+        "default",
+        description="the training budget: fast (about a third of default's steps), default, or thorough (twice "
+        "default's steps); see docs/API.md",
+    )
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_STEPS,
+        description="overrides the profile's steps: the UNet's optimizer steps, and the encoder's per subject",
+    )
+    advanced: AdvancedSettings | None = Field(None, description="admin keys only: internal settings (docs/API.md)")
 
 
 class JobLinks(BaseModel):

@@ -14,9 +14,18 @@ from sqlalchemy import Connection, Row, Select, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from api.deps import Principal
-from api.errors import ProblemError
-from api.schemas.jobs import JobLinks, JobOut, ProtectionCreate
+from api.schemas.jobs import BehaviourIn, JobLinks, JobOut, ProtectionCreate
+from api.services.errors import (
+    IdempotencyConflict,
+    InvalidRequest,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+    UnknownModel,
+    UnknownSubject,
+)
+from api.services.principal import Principal
+from api.services.profiles import PROFILES
 from common.audit import record_event
 from common.models import (
     BaseModelEntry,
@@ -28,7 +37,7 @@ from common.models import (
     job_subjects,
     utcnow,
 )
-from persguard_core.spec import ProtectionSpec, SubjectSpec
+from persguard_core.spec import ErasureBehaviour, Knowledge, PatternBehaviour, ProtectionSpec, TargetBehaviour
 
 
 def request_hash(body: ProtectionCreate) -> str:
@@ -38,17 +47,15 @@ def request_hash(body: ProtectionCreate) -> str:
 
 
 def find_replay(session: Session, principal: Principal, key: str, digest: str) -> ProtectionJob | None:
-    """The job created earlier under this Idempotency-Key; 409 if that request had another body."""
+    """The job created earlier under this Idempotency-Key; IdempotencyConflict if that request had another body."""
     job = session.scalar(
         select(ProtectionJob).where(
             ProtectionJob.idempotency_key == key, ProtectionJob.tenant_id == principal.tenant_id
         )
     )
     if job is not None and job.request_hash != digest:
-        raise ProblemError(
-            409,
-            f"Idempotency-Key {key!r} was already used with a different request body; send a new key for a new request",
-            kind="idempotency-conflict",
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was already used with a different request body; send a new key for a new request"
         )
     return job
 
@@ -56,71 +63,101 @@ def find_replay(session: Session, principal: Principal, key: str, digest: str) -
 def _load_subjects(session: Session, principal: Principal, body: ProtectionCreate) -> list[Subject]:
     ids = [item.subject_id for item in body.subjects]
     if len(set(ids)) != len(ids):
-        raise ProblemError(422, "each subject may appear once in a protection", kind="validation-error")
+        raise InvalidRequest("each subject may appear once in a protection")
     stmt = select(Subject).where(Subject.id.in_(ids), Subject.status != SubjectStatus.DELETED)
     if not principal.is_admin:
         stmt = stmt.where(Subject.tenant_id == principal.tenant_id)
     found = {s.id: s for s in session.scalars(stmt.options(selectinload(Subject.images)))}
     missing = [str(i) for i in ids if i not in found]
     if missing:
-        raise ProblemError(
-            422,
-            f"unknown subject ids: {', '.join(missing)}; register them with POST /v1/subjects",
-            kind="unknown-subject",
-        )
+        raise UnknownSubject(f"unknown subject ids: {', '.join(missing)}; register them with POST /v1/subjects")
     subjects = [found[i] for i in ids]
     if len({s.tenant_id for s in subjects}) > 1:
-        raise ProblemError(422, "the subjects of one protection must belong to one tenant", kind="validation-error")
+        raise InvalidRequest("the subjects of one protection must belong to one tenant")
     return subjects
 
 
 def _base_model(session: Session, name: str) -> BaseModelEntry:
     entry = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == name))
     if entry is None:
-        raise ProblemError(
-            422, f"unknown base model {name!r}; GET /v1/models lists the registered ones", kind="unknown-model"
-        )
+        raise UnknownModel(f"unknown base model {name!r}; GET /v1/models lists the registered ones")
     return entry
 
 
+def check_may_request(principal: Principal, body: ProtectionCreate) -> None:
+    """Only admin keys may set the internal settings (`advanced`)."""
+    if body.advanced is not None and not principal.is_admin:
+        raise PermissionDenied(
+            "`advanced` is accepted from admin keys only; leave it out, and choose a `profile` "
+            "(fast, default, thorough) or set `steps`"
+        )
+
+
+_BEHAVIOURS: dict[str, type[PatternBehaviour | ErasureBehaviour | TargetBehaviour]] = {
+    "pattern": PatternBehaviour,
+    "erasure": ErasureBehaviour,
+    "target": TargetBehaviour,
+}
+
+
+def _behaviour(choice: BehaviourIn) -> PatternBehaviour | ErasureBehaviour | TargetBehaviour:
+    return _BEHAVIOURS[choice.kind].model_validate(choice.model_dump())
+
+
 def build_spec(body: ProtectionCreate, subjects: list[Subject], base: BaseModelEntry) -> ProtectionSpec:
-    """The core's job spec; subject images are storage keys, subject names their ids (unique by construction)."""
-    for item in body.subjects:
-        behaviour = item.behaviour
-        if getattr(behaviour, "pattern_image", None) or getattr(behaviour, "target_images", None):
-            raise ProblemError(
-                422,
-                "pattern_image and target_images are not accepted over the API yet; "
-                "use the default pattern or a target_prompt",
-                kind="validation-error",
-            )
+    """The core's job spec of a request: its profile's settings, then its `steps`, then an admin's `advanced`
+    fields over them. Subject images are storage keys, subject names their ids (unique by construction)."""
+    profile = PROFILES[body.profile]
+    training, encoder = profile.training.model_dump(), profile.encoder.model_dump()
+    per_subject = body.steps if body.steps is not None else profile.encoder_steps_per_subject
+    if body.steps is not None:
+        training["steps"] = body.steps
+    if per_subject is not None:
+        encoder["steps"] = per_subject * len(subjects)
+    sections: dict[str, dict[str, Any]] = {
+        "knowledge": Knowledge().model_dump(),
+        "losses": profile.losses.model_dump(),
+        "training": training,
+        "encoder": encoder,
+    }
+    overrides: dict[str, dict[str, Any]] = body.advanced.model_dump(exclude_none=True) if body.advanced else {}
+    for name, fields in overrides.items():
+        sections[name] = {**sections[name], **fields}
     try:
-        return ProtectionSpec(
-            base_model=base.source,
-            subjects=[
-                SubjectSpec(
-                    name=str(subject.id),
-                    class_noun=subject.class_noun,
-                    images=[image.storage_key for image in subject.images],
-                    behaviour=item.behaviour,
-                )
-                for subject, item in zip(subjects, body.subjects, strict=True)
-            ],
-            knowledge=body.knowledge,
-            losses=body.losses,
-            training=body.training,
-            carrier=body.carrier,
-            encoder=body.encoder,
+        return ProtectionSpec.model_validate(
+            {
+                "base_model": base.source,
+                "subjects": [
+                    {
+                        "name": str(subject.id),
+                        "class_noun": subject.class_noun,
+                        "images": [image.storage_key for image in subject.images],
+                        "behaviour": _behaviour(item.behaviour),
+                    }
+                    for subject, item in zip(subjects, body.subjects, strict=True)
+                ],
+                "carrier": body.carrier,
+                **sections,
+            }
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ProblemError(422, f"the protection cannot be built: {first['msg']}", kind="validation-error") from exc
+        raise InvalidRequest(f"the protection cannot be built: {_first_error(exc, overrides)}") from exc
+
+
+def _first_error(exc: ValidationError, overrides: dict[str, dict[str, Any]]) -> str:
+    """`where: what` of the first error; a field that `advanced` set is named as such."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    if len(loc) > 1 and loc[1] in overrides.get(loc[0], {}):
+        loc.insert(0, "advanced")
+    return f"{'.'.join(loc)}: {error['msg']}" if loc else error["msg"]
 
 
 def create_job(
     session: Session, principal: Principal, body: ProtectionCreate, idempotency_key: str | None
 ) -> tuple[ProtectionJob, bool]:
     """Write a queued job (or find the one this Idempotency-Key made); returns (job, created)."""
+    check_may_request(principal, body)
     digest = request_hash(body)
     if idempotency_key and (earlier := find_replay(session, principal, idempotency_key, digest)):
         return earlier, False
@@ -185,8 +222,8 @@ def filter_jobs(
     return stmt
 
 
-def _not_found(job_id: uuid.UUID) -> ProblemError:
-    return ProblemError(404, f"no job {job_id}; list yours with GET /v1/jobs", kind="not-found")
+def _not_found(job_id: uuid.UUID) -> NotFound:
+    return NotFound(f"no job {job_id}; list yours with GET /v1/jobs")
 
 
 def get_visible_job(session: Session, principal: Principal, job_id: uuid.UUID) -> ProtectionJob:
@@ -240,7 +277,7 @@ _JOB_STATUS_OWN_TENANT = _JOB_STATUS_ANY_TENANT.where(_JOBS.c.tenant_id == bindp
 
 
 def visible_job_out(connection: Connection, principal: Principal, job_id: uuid.UUID) -> JobOut:
-    """`job_out(get_visible_job(...))` without loading ORM objects; 404 for an unknown or foreign job. It takes a
+    """`job_out(get_visible_job(...))` without loading ORM objects; NotFound for an unknown or foreign job. It takes a
     bare connection: a Core statement needs none of an ORM session's machinery, which cost over half as much again
     as the query."""
     if principal.is_admin:
@@ -261,11 +298,7 @@ def _job_out_from_rows(rows: Sequence[Row[Any]]) -> JobOut:
 def cancel_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
     """Queued jobs end at once; running ones get the cancel flag, which the runner checks between steps."""
     if JobStatus(job.status).terminal:
-        raise ProblemError(
-            409,
-            f"job {job.id} already {job.status}; only queued or running jobs can be cancelled",
-            kind="invalid-state",
-        )
+        raise InvalidState(f"job {job.id} already {job.status}; only queued or running jobs can be cancelled")
     job.cancel_requested = True
     if job.status == JobStatus.QUEUED:
         job.status, job.finished_at, job.error = JobStatus.CANCELLED, utcnow(), "cancelled on request"
@@ -277,9 +310,7 @@ def cancel_job(session: Session, principal: Principal, job: ProtectionJob) -> Pr
 def retry_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
     """Put a failed or cancelled job back in the queue (its attempts count goes on)."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-        raise ProblemError(
-            409, f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried", kind="invalid-state"
-        )
+        raise InvalidState(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
     job.status, job.error, job.cancel_requested = JobStatus.QUEUED, None, False
     job.started_at = job.finished_at = None
     job.progress, job.step = 0.0, 0

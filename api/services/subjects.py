@@ -8,9 +8,9 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from api.deps import Principal
-from api.errors import ProblemError
 from api.images import CleanImage
+from api.services.errors import NotFound, StorageUnavailable
+from api.services.principal import Principal
 from common.audit import record_event
 from common.models import JobStatus, ProtectionJob, Subject, SubjectImage, SubjectStatus, job_subjects, utcnow
 from common.storage import Storage, StorageError
@@ -52,7 +52,7 @@ def create_subject(
         session.commit()
     except StorageError as exc:
         _remove(storage, stored)
-        raise ProblemError(503, f"storage is unavailable ({exc}); retry later", kind="storage-unavailable") from exc
+        raise StorageUnavailable(f"storage is unavailable ({exc}); retry later") from exc
     except BaseException:
         session.rollback()
         _remove(storage, stored)
@@ -89,10 +89,10 @@ def visible_subjects(principal: Principal):  # noqa: ANN201 - a SQLAlchemy Selec
 
 
 def get_visible_subject(session: Session, principal: Principal, subject_id: uuid.UUID) -> Subject:
-    """The subject, or 404 if it does not exist, was deleted, or belongs to another tenant."""
+    """The subject, or NotFound if it does not exist, was deleted, or belongs to another tenant."""
     subject = session.scalar(visible_subjects(principal).where(Subject.id == subject_id))
     if subject is None:
-        raise ProblemError(404, f"no subject {subject_id}; list yours with GET /v1/subjects", kind="not-found")
+        raise NotFound(f"no subject {subject_id}; list yours with GET /v1/subjects")
     return subject
 
 

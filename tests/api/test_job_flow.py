@@ -49,8 +49,9 @@ def test_protection_runs_to_a_downloadable_checkpoint(running_api: ApiEnv) -> No
 
 def test_the_real_core_runs_a_short_protection_to_a_checkpoint(make_env: Callable[..., ApiEnv]) -> None:
     api = make_env("sqlite", lambda sf, storage: InProcessRunner(sf, storage))
-    encoder = {"steps": 2, "batch_size": 4}  # the default carrier, the VAE encoder
-    job = protect(api, [make_subject(api)["id"]], encoder=encoder, verification="none").json()
+    advanced = {"encoder": {"batch_size": 4}}  # the default carrier, the VAE encoder, in small batches
+    subject = make_subject(api)["id"]
+    job = protect(api, [subject], who="alpha:admin", steps=2, advanced=advanced, verification="none").json()
     assert api.runner.wait_idle(timeout=300)
     done = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
     assert done["status"] == "succeeded", done["error"]

@@ -11,18 +11,13 @@ RH = "alpha:rights_holder"
 
 def test_protection_queues_a_job_with_the_full_spec(api: ApiEnv) -> None:
     subject = make_subject(api)
-    response = protect(
-        api,
-        [subject["id"]],
-        verification="full",
-        training={"steps": 10},
-    )
+    response = protect(api, [subject["id"]], verification="full", steps=10)
     assert response.status_code == 202, response.text
     job = response.json()
     assert (job["status"], job["base_model"], job["verification"]) == ("queued", "builtin", "full")
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     spec = job["spec"]
-    assert spec["base_model"] == "builtin" and spec["training"]["steps"] == 10
+    assert spec["base_model"] == "builtin" and spec["training"]["steps"] == spec["encoder"]["steps"] == 10
     assert (spec["version"], spec["carrier"]) == (2, "encoder")  # the carrier that protects is the default
     assert spec["subjects"][0]["class_noun"] == "dog" and len(spec["subjects"][0]["images"]) == 3
     assert all(key.startswith(f"subjects/{subject['id']}/") for key in spec["subjects"][0]["images"])
@@ -54,9 +49,10 @@ def test_unknown_and_foreign_subject_ids_are_refused(api: ApiEnv) -> None:
     assert api.count(ProtectionJob) == 0
 
 
-def test_protection_with_the_encoder_carrier_keeps_its_settings_in_the_spec(api: ApiEnv) -> None:
+def test_an_admins_advanced_settings_are_kept_in_the_spec(api: ApiEnv) -> None:
     subject = make_subject(api)
-    response = protect(api, [subject["id"]], carrier="encoder", encoder={"steps": 50, "target_gain": 2.0})
+    advanced = {"encoder": {"steps": 50, "target_gain": 2.0}}
+    response = protect(api, [subject["id"]], who="alpha:admin", carrier="encoder", advanced=advanced)
     assert response.status_code == 202, response.text
     spec = response.json()["spec"]
     assert spec["carrier"] == "encoder" and (spec["encoder"]["steps"], spec["encoder"]["target_gain"]) == (50, 2.0)

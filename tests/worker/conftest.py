@@ -119,14 +119,19 @@ class Deployment:
         return response.json()["id"]
 
     def submit(self, steps: int = 10, every: int = 5, verification: str = "none", **body: Any) -> dict:
-        """POST /v1/protections for a new subject; `steps` and `every` drive the fake implantation."""
+        """POST /v1/protections for a new subject (or `subject_id`), as an admin: `steps` is the request's step
+        budget, and with `every` (the checkpoint interval) also the UNet's, which drive the fake implantation. Other
+        keywords are request fields; `advanced` sections are set over these."""
+        advanced = body.pop("advanced", {})
+        training = {"steps": steps, "checkpoint_every": every, **advanced.get("training", {})}
         payload = {
             "subjects": [{"subject_id": body.pop("subject_id", None) or self.subject()}],
             "verification": verification,
-            "training": {"steps": steps, "checkpoint_every": every, **body.pop("training", {})},
+            "steps": steps,
+            "advanced": {**advanced, "training": training},
             **body,
         }
-        response = self.http.post("/v1/protections", headers=self.auth(), json=payload)
+        response = self.http.post("/v1/protections", headers=self.auth("admin"), json=payload)
         assert response.status_code == 202, response.text
         return response.json()
 

@@ -27,7 +27,7 @@ def test_real_core_protects_on_a_registered_tiny_model_and_records_the_verificat
     assert registered.status_code == 201, registered.text
 
     job = d.submit(  # the default carrier, the VAE encoder, for 3 steps
-        steps=3, every=2, verification="quick", base_model="tiny", encoder={"steps": 3, "batch_size": 2}
+        steps=3, every=2, verification="quick", base_model="tiny", advanced={"encoder": {"batch_size": 2}}
     )
     done = d.wait_job(job["id"], {"succeeded", "failed", "cancelled"}, timeout=300)
     assert done["status"] == "succeeded", done["error"]
