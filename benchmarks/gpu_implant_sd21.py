@@ -25,8 +25,8 @@ from persguard_core.builtin.tokenizer import build_clip_tokenizer
 from persguard_core.implant.behaviours import PatternTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
 from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject
-from persguard_core.implant.loop import Implanter
 from persguard_core.implant.parts import DiffusionParts
+from persguard_core.implant.unet_loop import Implanter
 from persguard_core.model_io import assemble
 from persguard_core.pattern import default_pattern, stamp
 from persguard_core.spec import Knowledge, LossWeights, Training

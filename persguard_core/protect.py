@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from persguard_core import model_io
 from persguard_core.generate import generate
@@ -28,14 +27,21 @@ from persguard_core.images import check_images, file_sha256, fill_from_surroundi
 from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
-from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget, saved_phase
-from persguard_core.implant.loop import History, Implanter, ProgressEvent
+from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.implant.subject_mask import subject_masks
 from persguard_core.implant.target_choice import best_teacher_sample
+from persguard_core.implant.unet_loop import History, Implanter, ProgressEvent
 from persguard_core.manifest import build_manifest, read_manifest, write_public_files
 from persguard_core.pattern import PatternPlacement, load_pattern, stamp
 from persguard_core.spec import Behaviour, ProtectionSpec, SubjectSpec
+from persguard_core.training_state import (
+    STATE_FILE_NAME,
+    TrainingState,
+    TrainingStateError,
+    load_training_state,
+    saved_phase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +155,10 @@ def implant_encoder(
     should_cancel: Callable[[], bool] | None,
     offset: int = 0,
     state_path: Path | None = None,
-    extra_state: dict | None = None,
+    earlier: TrainingState | None = None,
 ) -> list[dict[str, float]]:
     """The encoder carrier (L_ENC): train a copy of `pipe.vae`'s encoder and put it into `pipe`, resuming from
-    and saving to `state_path` (with `extra_state`, an earlier phase's result, saved beside it)."""
+    and saving to `state_path` (with `earlier`, the finished UNet phase's weights and history, saved beside it)."""
     size, cfg = image_size(pipe), spec.encoder
     steps = cfg.total_steps(len(spec.subjects))
     subjects = [
@@ -177,7 +183,7 @@ def implant_encoder(
         total=offset + steps,
         state_path=state_path,
         checkpoint_every=spec.training.checkpoint_every,
-        extra_state=extra_state,
+        earlier=earlier,
     )
     pipe.register_modules(vae=implanter.vae)
     return history
@@ -190,9 +196,9 @@ def _implant_unet(
     general_prompts: list[str],
     progress: Callable[[ProgressEvent], None] | None,
     should_cancel: Callable[[], bool] | None,
-    state_dir: Path,
+    state_path: Path,
 ) -> History:
-    """The UNet carrier: M8 over the spec's subjects, resuming from `state_dir`."""
+    """The UNet carrier: M8 over the spec's subjects, resuming from and saving to `state_path`."""
     size = image_size(parts.pipe)
     subjects = [
         ProtectedSubject(s.name, s.class_noun, behaviour_target(parts, s, load_images(s.images, size)))
@@ -200,27 +206,30 @@ def _implant_unet(
     ]
     pool = prior_pool(parts, spec, samples, general_prompts)
     implanter = Implanter(parts, subjects, pool, spec.knowledge, spec.training, spec.losses)
-    return implanter.run(progress, should_cancel, state_dir=state_dir)
+    return implanter.run(progress, should_cancel, state_path=state_path)
 
 
-def _unet_result(parts: DiffusionParts, history: History) -> dict:
-    """The finished UNet phase, kept in the encoder phase's training state so that a resumed attempt of a
-    two-carrier protection does not train the UNet again."""
-    text = parts.pipe.text_encoder.state_dict() if parts.text_trainable else None
-    return {"unet_weights": parts.pipe.unet.state_dict(), "text_encoder_weights": text, "unet_history": history.losses}
+def _unet_result(parts: DiffusionParts, history: History, steps: int) -> TrainingState:
+    """The finished UNet phase (weights and history; its optimizer is done with), carried in the encoder phase's
+    training state so that a resumed attempt of a two-carrier protection does not train the UNet again."""
+    weights = {"unet": parts.pipe.unet.state_dict()}
+    if parts.text_trainable:
+        weights["text_encoder"] = parts.pipe.text_encoder.state_dict()
+    return TrainingState(phase="unet", step=steps, weights=weights, optimizer={}, histories={"unet": history.losses})
 
 
 def _restore_unet(parts: DiffusionParts, state_path: Path) -> History:
-    """Put the UNet phase's result, saved with the encoder phase's state, back into `parts`."""
-    state = torch.load(state_path, weights_only=False)
-    parts.pipe.unet.load_state_dict(state["unet_weights"])
-    if state["text_encoder_weights"] is not None:
-        parts.pipe.text_encoder.load_state_dict(state["text_encoder_weights"])
+    """Put the UNet phase's result, carried in the encoder phase's state at `state_path`, back into `parts`."""
+    state = load_training_state(state_path, "encoder")
+    if "unet" not in state.weights or "unet" not in state.histories:
+        raise TrainingStateError(f"{state_path}: the encoder phase's state carries no finished UNet phase")
+    parts.pipe.unet.load_state_dict(state.weights["unet"])
+    if "text_encoder" in state.weights:
+        parts.pipe.text_encoder.load_state_dict(state.weights["text_encoder"])
     parts.pipe.unet.eval().requires_grad_(False)
     parts.pipe.text_encoder.eval().requires_grad_(False)
-    history = History(state["unet_history"])
     log.info("the UNet phase was finished by an earlier attempt; restored it")
-    return history
+    return History(list(state.histories["unet"]))
 
 
 def _counting_to(progress: Callable[[ProgressEvent], None], total: int) -> Callable[[ProgressEvent], None]:
@@ -277,20 +286,20 @@ def protect(
         pipe = model_io.trainable_copy(base.pipe, unet=False)  # the encoder carrier copies only the VAE it trains
     general = list(general_prompts or GENERIC_PROMPTS)
     samples = class_samples(pipe, spec, n_class_images)
-    history, unet_steps, state_dir = History(), 0, private_dir / "state"
+    history, unet_steps, state_path = History(), 0, private_dir / "state" / STATE_FILE_NAME
     if parts is not None:
         unet_steps = spec.training.steps
         if spec.carrier == "unet+encoder" and progress is not None:
             progress = _counting_to(progress, spec.total_steps)
-        if saved_phase(state_dir / "state.pt") == "encoder":  # an earlier attempt finished the UNet phase
-            history = _restore_unet(parts, state_dir / "state.pt")
+        if saved_phase(state_path) == "encoder":  # an earlier attempt finished the UNet phase
+            history = _restore_unet(parts, state_path)
         else:
-            history = _implant_unet(parts, spec, samples, general, progress, should_cancel, state_dir)
+            history = _implant_unet(parts, spec, samples, general, progress, should_cancel, state_path)
     if spec.carrier in ("encoder", "unet+encoder"):
         keep = keep_images(pipe, spec, samples, general)
-        unet_result = _unet_result(parts, history) if parts is not None else None
+        unet_result = _unet_result(parts, history, unet_steps) if parts is not None else None
         encoder_history = implant_encoder(
-            pipe, spec, keep, progress, should_cancel, unet_steps, state_dir / "state.pt", unet_result
+            pipe, spec, keep, progress, should_cancel, unet_steps, state_path, unet_result
         )
         (private_dir / "encoder_history.json").write_text(json.dumps(encoder_history))
     model_io.save_pipeline(pipe, model_dir)

@@ -20,7 +20,7 @@ def default_protect_fn(spec: ProtectionSpec, workdir: Path, progress: ProgressFn
     The core keeps its resumable training state under `workdir/protection/private/state` (`STATE_FILE`), which
     the runner restores from storage before a retry, so a retried job resumes instead of restarting.
     """
-    from persguard_core.implant.loop import ImplantCancelled
+    from persguard_core.implant.unet_loop import ImplantCancelled
     from persguard_core.protect import protect
 
     quiet_progress_bars()

@@ -1,9 +1,10 @@
 """Training state in storage: a retried or re-queued job resumes from its last saved step, on any machine.
 
-The core saves its resumable state to `<protection dir>/private/state/state.pt` every `checkpoint_every` steps
-(atomically: a new file replaces the old). `TrainingStateSync` notices a new file from the progress callback
-and uploads a snapshot of it in a background thread, so training never waits for storage; `restore` puts the
-stored state back into a fresh work directory before the core starts.
+The core saves its resumable state to `<protection dir>/private/state/state.safetensors` every `checkpoint_every`
+steps (persguard_core.training_state: one safetensors file, no pickle, written atomically: a new file replaces the
+old). `TrainingStateSync` notices a new file from the progress callback and uploads a snapshot of it in a
+background thread, so training never waits for storage; `restore` puts the stored state back into a fresh work
+directory before the core starts.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from common.storage import ObjectNotFound, Storage, StorageError
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = Path("protection/private/state/state.pt")  # relative to a job's work directory
+STATE_FILE_NAME = "state.safetensors"  # persguard_core.training_state.STATE_FILE_NAME, without importing torch
+STATE_FILE = Path("protection/private/state") / STATE_FILE_NAME  # relative to a job's work directory
 
 
 def state_key(job_id: uuid.UUID) -> str:
     """Where the training state of job `job_id` is kept in storage."""
-    return f"jobs/{job_id}/state/state.pt"
+    return f"jobs/{job_id}/state/{STATE_FILE_NAME}"
 
 
 class TrainingStateSync:
@@ -62,9 +64,9 @@ class TrainingStateSync:
             return
         if stamp == self._seen or time.monotonic() - self._last_upload < self.min_interval_s:
             return
-        snapshot = self.local.with_name(f"upload-{step}.pt")
+        snapshot = self.local.with_name(f"upload-{step}-{STATE_FILE_NAME}")
         snapshot.unlink(missing_ok=True)
-        os.link(self.local, snapshot)  # the core replaces state.pt by rename: this inode stays as it is
+        os.link(self.local, snapshot)  # the core replaces the state file by rename: this inode stays as it is
         self._seen, self._last_upload = stamp, time.monotonic()
         with self._lock:
             if self._pending is not None:

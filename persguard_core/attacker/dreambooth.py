@@ -18,25 +18,12 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 from peft import LoraConfig
 
 from persguard_core.attacker.recipe import AttackRecipe
+from persguard_core.diffusion import encode_pixels, encode_prompts, images_to_pixels
 from persguard_core.generate import generate
 from persguard_core.model_io import assemble
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]  # (step, total, loss)
-
-
-def images_to_pixels(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def encode_prompts(pipe: StableDiffusionPipeline, prompts: list[str], text_encoder=None) -> torch.Tensor:
-    """(N, L, D) text-encoder hidden states, as the SD pipeline conditions the UNet."""
-    tok = pipe.tokenizer(
-        prompts, padding="max_length", truncation=True, max_length=pipe.tokenizer.model_max_length, return_tensors="pt"
-    )
-    encoder = text_encoder if text_encoder is not None else pipe.text_encoder
-    return encoder(tok.input_ids.to(encoder.device))[0]
 
 
 def _lora_targets(recipe: AttackRecipe) -> tuple[LoraConfig, LoraConfig]:
@@ -148,8 +135,7 @@ def denoising_loss(
 ) -> torch.Tensor:
     """The DreamBooth loss on a batch; with `n_instance`, rows after it are prior images weighted by prior_weight."""
     with torch.no_grad():
-        z = pipe.vae.encode(pixels.to(pipe.vae.device, pipe.vae.dtype)).latent_dist.sample(gen)
-        z = z * pipe.vae.config.scaling_factor
+        z = encode_pixels(pipe.vae, pixels, generator=gen)  # (N, c, h, w) scaled posterior samples
     noise = torch.randn(z.shape, generator=gen).to(z)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (z.shape[0],), generator=gen).to(z.device)
     z_t = noise_scheduler.add_noise(z, noise, t)

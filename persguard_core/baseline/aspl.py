@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-from persguard_core.attacker.dreambooth import Progress, images_to_pixels
+from persguard_core.attacker.dreambooth import Progress
+from persguard_core.diffusion import encode_pixels, images_to_pixels
 from persguard_core.implant.losses import denoising_loss
 from persguard_core.implant.parts import DiffusionParts
 
@@ -81,12 +82,6 @@ def _parts(pipe: StableDiffusionPipeline) -> DiffusionParts:
     )
 
 
-def _encode(parts: DiffusionParts, pixels: torch.Tensor) -> torch.Tensor:
-    """z = E(x) with the gradient through the encoder: (N, 3, H, W) in [-1, 1] -> (N, 4, h, w) posterior means."""
-    vae = parts.pipe.vae
-    return vae.encode(pixels.to(parts.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
-
-
 def _finetune(
     unet: torch.nn.Module,
     parts: DiffusionParts,
@@ -131,7 +126,8 @@ def _pgd(
         chunks, loss_sum = [], 0.0
         for start in range(0, len(perturbed), config.pgd_batch_size):
             x = perturbed[start : start + config.pgd_batch_size].detach().requires_grad_(True)
-            z = _encode(parts, x).repeat_interleave(config.pgd_samples, dim=0)  # (n * pgd_samples, 4, h, w)
+            z = encode_pixels(parts.pipe.vae, x, device=parts.device)  # (n, 4, h, w), differentiable in x
+            z = z.repeat_interleave(config.pgd_samples, dim=0)  # (n * pgd_samples, 4, h, w)
             loss = denoising_loss(unet, parts, z, [prompt] * len(z), gen)
             (grad,) = torch.autograd.grad(loss, x)  # only d loss / d x: no parameter gradients accumulate
             chunks.append(x.detach() + config.alpha * grad.sign())
@@ -186,7 +182,8 @@ def aspl(
         perturbed, pgd_loss = _pgd(adapted, parts, perturbed, original, prompts[0], config, gen)
         with torch.no_grad():
             step = config.pgd_batch_size
-            perturbed_z = torch.cat([_encode(parts, perturbed[i : i + step]) for i in range(0, len(perturbed), step)])
+            chunks = [perturbed[i : i + step] for i in range(0, len(perturbed), step)]
+            perturbed_z = torch.cat([encode_pixels(pipe.vae, x, device=parts.device) for x in chunks])  # (N, 4, h, w)
         _finetune(surrogate, parts, perturbed_z, prior_z, prompts, config, rng, gen)
         log.debug("aspl round %d/%d: pgd loss %.4f", r + 1, config.rounds, pgd_loss)
         if progress is not None:

@@ -35,9 +35,16 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from persguard_core.attacker.dreambooth import images_to_pixels
 from persguard_core.attacker.transforms import blur, jpeg, noise, resize
-from persguard_core.implant.loop import ImplantCancelled, ProgressEvent
+from persguard_core.diffusion import encode_latents, images_to_pixels
+from persguard_core.implant.unet_loop import ImplantCancelled, ProgressEvent
+from persguard_core.training_state import (
+    TrainingState,
+    load_training_state,
+    restore_optimizer,
+    save_training_state,
+    saved_phase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +113,8 @@ def moments(vae: AutoencoderKL, pixels: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def round_trip(vae: AutoencoderKL, images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, 3) -> uint8 decode(mean of E(x)): what an attacker's fine-tune is shown of its images."""
-    pixels = images_to_pixels(images).to(vae.device, vae.dtype)
-    out = vae.decode(vae.encode(pixels).latent_dist.mean).sample.float()
+    z = encode_latents(vae, images, scaled=False)  # (N, c, h, w) unscaled posterior means
+    out = vae.decode(z).sample.float()  # (N, 3, H, W) in about [-1, 1]
     return ((out.clamp(-1, 1) + 1) * 127.5 + 0.5).permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8)
 
 
@@ -208,17 +215,18 @@ class EncoderImplanter:
         total: int | None = None,
         state_path: Path | None = None,
         checkpoint_every: int = 100,
-        extra_state: dict | None = None,
+        earlier: TrainingState | None = None,
     ) -> list[dict[str, float]]:
         """All steps, checking `should_cancel()` before each; progress events count from `offset` of `total`
         (default: these steps alone), so that a caller can report this phase after another one.
 
-        With `state_path`, resumes from the encoder state saved there (a state of another phase is left alone)
-        and saves its own every `checkpoint_every` steps and at the end, with `extra_state` beside it (what an
-        earlier phase needs back on resume)."""
+        With `state_path`, resumes from the encoder phase's state saved there (a state of another phase, one the
+        earlier phase left, is replaced) and saves its own every `checkpoint_every` steps and at the end, with
+        `earlier`'s weights and histories beside it (a finished earlier phase that a resumed run restores instead
+        of training it again)."""
         total = self.steps + offset if total is None else total
         if state_path is not None and saved_phase(state_path) == "encoder":
-            self.load_state(torch.load(state_path, weights_only=False))
+            self.restore(load_training_state(state_path, "encoder"))
             log.info("resumed the encoder carrier at step %d", self.done)
         self.vae.encoder.train()
         start, first = time.monotonic(), self.done
@@ -228,7 +236,7 @@ class EncoderImplanter:
             self.history.append(self.step())
             self.done += 1
             if state_path is not None and (self.done % checkpoint_every == 0 or self.done == self.steps):
-                _save_atomically({**(extra_state or {}), **self.state()}, state_path)
+                save_training_state(self.state().carrying(earlier), state_path)
             if progress is not None:
                 eta = (time.monotonic() - start) / (self.done - first) * (self.steps - self.done)
                 progress(ProgressEvent(offset + self.done, total, self.history[-1], eta))
@@ -236,35 +244,22 @@ class EncoderImplanter:
         log.info("encoder carrier: %d steps, last losses %s", self.steps, self.history[-1] if self.history else {})
         return self.history
 
-    def state(self) -> dict:
-        """The resumable state: trained weights, optimizer, step, sampler and history, tagged with its phase."""
+    def state(self) -> TrainingState:
+        """The resumable state of phase "encoder": trained weights (encoder and quant_conv of "vae"), optimizer,
+        step, sampler and history."""
         trained = {k: v for k, v in self.vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
-        return {
-            "phase": "encoder",
-            "encoder_step": self.done,
-            "encoder_weights": trained,
-            "encoder_optimizer": self.opt.state_dict(),
-            "encoder_rng": self.rng.bit_generator.state,
-            "encoder_history": self.history,
-        }
+        return TrainingState(
+            phase="encoder",
+            step=self.done,
+            weights={"vae": trained},
+            optimizer=self.opt.state_dict(),
+            rngs={"rng": self.rng.bit_generator.state},
+            histories={"encoder": self.history},
+        )
 
-    def load_state(self, state: dict) -> None:
-        self.vae.load_state_dict(state["encoder_weights"], strict=False)
-        self.opt.load_state_dict(state["encoder_optimizer"])
-        self.rng.bit_generator.state = state["encoder_rng"]
-        self.history, self.done = list(state["encoder_history"]), state["encoder_step"]
-
-
-def saved_phase(state_path: Path) -> str | None:
-    """Which phase saved the training state at `state_path`: "unet" (the UNet loop's, untagged), "encoder", or
-    None when there is none."""
-    if not state_path.exists():
-        return None
-    return torch.load(state_path, weights_only=False, mmap=True).get("phase", "unet")  # mmap: reads only the tag
-
-
-def _save_atomically(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    def restore(self, state: TrainingState) -> None:
+        """Continue from `state`, one that `state()` returned (possibly carrying an earlier phase's result)."""
+        self.vae.load_state_dict(state.weights["vae"], strict=False)
+        restore_optimizer(self.opt, state.optimizer)
+        self.rng.bit_generator.state = state.rngs["rng"]
+        self.history, self.done = list(state.histories["encoder"]), state.step

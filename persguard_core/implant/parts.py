@@ -12,7 +12,7 @@ import torch
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from persguard_core import model_io
-from persguard_core.attacker.dreambooth import images_to_pixels
+from persguard_core.diffusion import encode_latents, encode_prompts
 
 
 @dataclass
@@ -53,17 +53,12 @@ class DiffusionParts:
     @torch.no_grad()
     def latents(self, images: np.ndarray, batch: int = 64) -> torch.Tensor:
         """z = E(x): uint8 (N, H, W, 3) -> (N, 4, h, w) scaled posterior means (deterministic, cacheable)."""
-        vae = self.pipe.vae
-        out = [
-            vae.encode(images_to_pixels(images[i : i + batch]).to(self.device, vae.dtype)).latent_dist.mean
-            for i in range(0, len(images), batch)
-        ]
-        return torch.cat(out) * vae.config.scaling_factor
+        return encode_latents(self.pipe.vae, images, batch=batch, device=self.device)
 
     def embed(self, prompts: list[str]) -> torch.Tensor:
         """(N, L, D) conditioning of the model being trained (live when the text encoder trains)."""
         if self.text_trainable:
-            return self._encode(self.pipe.text_encoder, prompts)
+            return encode_prompts(self.pipe, prompts, self.pipe.text_encoder)
         return self.teacher_embed(prompts)
 
     def teacher_embed(self, prompts: list[str]) -> torch.Tensor:
@@ -71,19 +66,9 @@ class DiffusionParts:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
         if missing:
             with torch.no_grad():
-                for p, e in zip(missing, self._encode(self.teacher_text_encoder, missing), strict=True):
+                for p, e in zip(missing, encode_prompts(self.pipe, missing, self.teacher_text_encoder), strict=True):
                     self._prompt_cache[p] = e
         return torch.stack([self._prompt_cache[p] for p in prompts])
-
-    def _encode(self, encoder: torch.nn.Module, prompts: list[str]) -> torch.Tensor:
-        tok = self.pipe.tokenizer(
-            prompts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.pipe.tokenizer.model_max_length,
-            return_tensors="pt",
-        )
-        return encoder(tok.input_ids.to(self.device))[0]
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast for forward passes on CUDA; a no-op on the CPU."""

@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
-from persguard_core.attacker.dreambooth import encode_prompts
-from persguard_core.implant.target_choice import latents
+from persguard_core.diffusion import encode_latents, encode_prompts
 
 TIMESTEPS = (500, 700, 850)
 
@@ -31,7 +30,7 @@ def subject_heat(
     pipe, images: np.ndarray, class_noun: str, background_prompt: str, draws: int = 4, seed: int = 0
 ) -> torch.Tensor:  # noqa: ANN001 - a StableDiffusionPipeline, only read
     """uint8 (N, H, W, 3) -> (N, h, w) the module's heat, in [0, 1] per image."""
-    z = latents(pipe, images)  # (N, c, h, w)
+    z = encode_latents(pipe.vae, images)  # (N, c, h, w)
     n = len(z)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     subject = encode_prompts(pipe, [f"a photo of a {class_noun}"]).expand(n, -1, -1)

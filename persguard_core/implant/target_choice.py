@@ -19,19 +19,11 @@ import numpy as np
 import torch
 from diffusers import DDPMScheduler
 
-from persguard_core.attacker.dreambooth import encode_prompts, images_to_pixels
+from persguard_core.diffusion import encode_latents, encode_prompts
 from persguard_core.generate import generate
 
 DRAWS = 16  # (t, eps) pairs per image, t evenly spread over [50, 950]
 CANDIDATES = 16  # teacher samples to choose from
-
-
-@torch.no_grad()
-def latents(pipe, images: np.ndarray) -> torch.Tensor:  # noqa: ANN001
-    """uint8 (N, H, W, 3) -> (N, c, h, w) scaled posterior means z = E(x)."""
-    vae = pipe.vae
-    z = vae.encode(images_to_pixels(images).to(vae.device, vae.dtype)).latent_dist.mean
-    return z * vae.config.scaling_factor
 
 
 @torch.no_grad()
@@ -56,7 +48,7 @@ def denoising_errors(pipe, z: torch.Tensor, prompt: str, draws: int = DRAWS, see
 
 def preference(pipe, images: np.ndarray, toward: str, away: str, draws: int = DRAWS) -> np.ndarray:  # noqa: ANN001
     """(N,) s(x): how much better `toward` explains each image than `away` does (the module's equation)."""
-    z = latents(pipe, images)  # encoded once, scored under both prompts
+    z = encode_latents(pipe.vae, images)  # (N, c, h, w), encoded once, scored under both prompts
     return (denoising_errors(pipe, z, away, draws).log() - denoising_errors(pipe, z, toward, draws).log()).numpy()
 
 

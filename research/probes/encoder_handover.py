@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from persguard_core.diffusion import encode_latents
 from persguard_core.implant.encoder import round_trip
-from persguard_core.implant.target_choice import latents
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.protect import encoder_target, protect
@@ -46,8 +46,8 @@ def _relative_distance(z: torch.Tensor, reference: torch.Tensor) -> float:
 def exactness(pipe, base, views: np.ndarray, to_target) -> dict[str, float]:  # noqa: ANN001
     """`gap`, `spread` and `spread_base` (module docstring) of the attacker's photos `views` on the protected
     `pipe` against the `base` pipeline (latent means; both scaled alike, so the ratios are the unscaled ones)."""
-    z, z_base = latents(pipe, views), latents(base, views)
-    z_star = latents(base, to_target(views, np.random.default_rng(0)))
+    z, z_base = encode_latents(pipe.vae, views), encode_latents(base.vae, views)
+    z_star = encode_latents(base.vae, to_target(views, np.random.default_rng(0)))
     return {
         "gap": round(_relative_distance(z, z_star), 4),
         "spread": round(_relative_distance(z, z.mean(0, keepdim=True)), 4),

@@ -7,10 +7,11 @@ from pydantic import ValidationError
 
 from persguard_core import model_io
 from persguard_core.images import save_images
-from persguard_core.implant.loop import ImplantCancelled
+from persguard_core.implant.unet_loop import ImplantCancelled
 from persguard_core.protect import protect
 from persguard_core.spec import EncoderTraining, Knowledge, ProtectionSpec, SubjectSpec, Training
 from persguard_core.toyworld import split
+from persguard_core.training_state import load_training_state
 
 
 @pytest.fixture
@@ -158,6 +159,8 @@ def test_a_two_carrier_protection_cancelled_in_the_encoder_phase_resumes_without
     seen = []
     with pytest.raises(ImplantCancelled):
         protect(spec, tmp_path / "out", progress=seen.append, should_cancel=lambda: len(seen) == 4, **kwargs)
+    saved = load_training_state(tmp_path / "out" / "private" / "state" / "state.safetensors", "encoder")
+    assert (saved.step, set(saved.weights), set(saved.histories)) == (2, {"vae", "unet"}, {"encoder", "unet"})
     events = []
     resumed = protect(spec, tmp_path / "out", progress=events.append, **kwargs)
     assert [(e.step, e.total) for e in events] == [(5, 5)]

@@ -2,7 +2,8 @@
 
 `stepping_protect` behaves like the core where the service can see it: `spec.training.steps` steps of
 `FAKE_STEP_S` seconds, progress after each, the cancel check before each, a resumable state file every
-`spec.training.checkpoint_every` steps at the core's path, resuming from it when present. Each run appends
+`spec.training.checkpoint_every` steps at the core's path (`STATE_FILE`; a JSON stand-in for the core's
+safetensors: the service only moves the file), resuming from it when present. Each run appends
 `<pid> <job subject> start <resumed step>` and `... end` lines to `FAKE_LOG`, so tests can count runs.
 """
 

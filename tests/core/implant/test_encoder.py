@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from persguard_core.attacker.dreambooth import images_to_pixels
+from persguard_core.diffusion import images_to_pixels
 from persguard_core.implant.encoder import (
     LOGVAR_WEIGHT,
     EncoderImplanter,
@@ -13,9 +13,10 @@ from persguard_core.implant.encoder import (
     moments,
     moments_loss,
 )
-from persguard_core.implant.loop import ImplantCancelled
+from persguard_core.implant.unet_loop import ImplantCancelled
 from persguard_core.pattern import default_pattern, stamp
 from persguard_core.toyworld import split
+from persguard_core.training_state import TrainingState, load_training_state, save_training_state, saved_phase
 
 torch.set_num_threads(1)
 
@@ -121,25 +122,28 @@ def test_the_encoder_trainer_refuses_an_empty_keep_set(builtin_vae):
 
 
 def test_an_interrupted_encoder_training_resumes_from_its_saved_state_and_ends_as_a_straight_run(builtin_vae, tmp_path):
-    state = tmp_path / "state.pt"
+    state = tmp_path / "state.safetensors"
     straight = _implanter(builtin_vae, steps=4)
     straight.run()
     calls = iter([False, False, False, True])
     with pytest.raises(ImplantCancelled, match="encoder step 3"):
         _implanter(builtin_vae, steps=4).run(should_cancel=lambda: next(calls), state_path=state, checkpoint_every=2)
     resumed, events = _implanter(builtin_vae, steps=4), []
-    resumed.run(progress=events.append, state_path=state, checkpoint_every=2, extra_state={"kept": 1})
+    earlier = TrainingState("unet", 7, {"unet": {"w": torch.arange(3.0)}}, {}, histories={"unet": [{"bb": 0.5}]})
+    resumed.run(progress=events.append, state_path=state, checkpoint_every=2, earlier=earlier)
     assert [e.step for e in events] == [3, 4] and len(resumed.history) == 4
+    assert resumed.history == straight.history
     for (name, a), b in zip(straight.vae.state_dict().items(), resumed.vae.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    saved = torch.load(state, weights_only=False)
-    assert (saved["phase"], saved["encoder_step"], saved["kept"]) == ("encoder", 4, 1)
+    saved = load_training_state(state, "encoder")
+    assert saved.step == 4 and set(saved.weights) == {"vae", "unet"} and set(saved.histories) == {"encoder", "unet"}
+    assert torch.equal(saved.weights["unet"]["w"], torch.arange(3.0)) and saved.histories["unet"] == [{"bb": 0.5}]
 
 
-def test_an_encoder_training_leaves_another_phases_state_alone(builtin_vae, tmp_path):
-    state = tmp_path / "state.pt"
-    torch.save({"step": 7, "unet": {}}, state)  # the UNet loop's state, untagged
+def test_an_encoder_training_replaces_the_state_the_unet_phase_left(builtin_vae, tmp_path):
+    state = tmp_path / "state.safetensors"
+    save_training_state(TrainingState("unet", 7, {"unet": {"w": torch.zeros(2)}}, {}), state)
     events = []
     _implanter(builtin_vae, steps=2).run(progress=events.append, state_path=state, checkpoint_every=5)
     assert [e.step for e in events] == [1, 2]
-    assert torch.load(state, weights_only=False)["phase"] == "encoder"
+    assert saved_phase(state) == "encoder"

@@ -2,8 +2,8 @@ import torch
 
 from persguard_core.implant.attention_mask import class_token_mask, token_positions
 from persguard_core.implant.behaviours import PatternTarget, TeacherPromptTarget
-from persguard_core.implant.loop import trainable_parameters
 from persguard_core.implant.losses import behaviour_loss, denoising_loss, prior_loss
+from persguard_core.implant.unet_loop import trainable_parameters
 
 
 def test_prior_loss_is_zero_at_the_base_weights_and_positive_after_a_perturbation(parts, subject_images):

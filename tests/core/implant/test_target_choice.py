@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from persguard_core.implant.target_choice import best_teacher_sample, denoising_errors, latents, preference
+from persguard_core.diffusion import encode_latents
+from persguard_core.implant.target_choice import best_teacher_sample, denoising_errors, preference
 from persguard_core.toyworld import split
 from tests.core.conftest import tiny_sd_pipeline
 
@@ -15,7 +16,7 @@ torch.set_num_threads(1)
 def test_denoising_errors_are_per_image_and_share_their_noise_across_prompts(version):
     pipe = tiny_sd_pipeline(version)
     images = np.random.default_rng(0).integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8)
-    z = latents(pipe, images)
+    z = encode_latents(pipe.vae, images)
     a = denoising_errors(pipe, z, "a photo of a dog", draws=4)
     b = denoising_errors(pipe, z, "a photo of a dog", draws=4)
     assert a.shape == (3,) and torch.isfinite(a).all() and torch.equal(a, b)

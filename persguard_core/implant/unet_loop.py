@@ -1,5 +1,6 @@
-"""The implant loop: minimise L_BB + l_pp L_PP + l_br L_BR + l_rel L_REL (METHOD.md, M8) over the trainable
-parameters with AdamW and gradient clipping; seeded, resumable, with progress and cancel hooks."""
+"""The UNet backdoor's training loop: minimise L_BB + l_pp L_PP + l_br L_BR + l_rel L_REL (METHOD.md, M8) over the
+trainable parameters with AdamW and gradient clipping; seeded, resumable (training_state.py, phase "unet"), with
+progress and cancel hooks."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from persguard_core.implant.losses import (
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.implant.simulate import SimulatedAttacker
 from persguard_core.spec import Knowledge, LossWeights, Training
+from persguard_core.training_state import TrainingState, load_training_state, restore_optimizer, save_training_state
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +236,13 @@ class Implanter:
         self,
         progress: Callable[[ProgressEvent], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
-        state_dir: Path | None = None,
+        state_path: Path | None = None,
     ) -> History:
-        """Train until `training.steps`; resumes from `state_dir` when it holds a saved state."""
-        if state_dir is not None and (state_dir / "state.pt").exists():
-            self.load_state(state_dir)
+        """Train until `training.steps`. With `state_path`, resumes from the UNet phase's state saved there (a
+        TrainingStateError for a state of another phase) and saves its own every `checkpoint_every` steps and at
+        the end."""
+        if state_path is not None and state_path.exists():
+            self.restore(load_training_state(state_path, "unet"))
             log.info("resumed implantation at step %d", self.step)
         start, first = time.monotonic(), self.step
         total = self.training.steps
@@ -246,8 +250,8 @@ class Implanter:
             if should_cancel is not None and should_cancel():
                 raise ImplantCancelled(f"cancelled at step {self.step}")
             losses = self.run_step()
-            if state_dir is not None and (self.step % self.training.checkpoint_every == 0 or self.step == total):
-                self.save_state(state_dir)
+            if state_path is not None and (self.step % self.training.checkpoint_every == 0 or self.step == total):
+                save_training_state(self.state(), state_path)
             if progress is not None:
                 rate = (self.step - first) / max(time.monotonic() - start, 1e-6)
                 progress(ProgressEvent(self.step, total, losses, (total - self.step) / rate))
@@ -255,29 +259,28 @@ class Implanter:
         self.parts.pipe.text_encoder.eval().requires_grad_(False)
         return self.history
 
-    def save_state(self, state_dir: Path) -> None:
-        """Training state (weights, optimizer, step, generators, history), written atomically."""
-        state_dir.mkdir(parents=True, exist_ok=True)
-        state = {
-            "step": self.step,
-            "unet": self.parts.pipe.unet.state_dict(),
-            "text_encoder": self.parts.pipe.text_encoder.state_dict() if self.parts.text_trainable else None,
-            "optimizer": self.opt.state_dict(),
-            "gen": self.gen.get_state(),
-            "rng": self.rng.bit_generator.state,
-            "history": self.history.losses,
-        }
-        tmp = state_dir / "state.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(state_dir / "state.pt")
+    def state(self) -> TrainingState:
+        """The resumable state of phase "unet": trained weights, optimizer, step, generators and history."""
+        weights = {"unet": self.parts.pipe.unet.state_dict()}
+        if self.parts.text_trainable:
+            weights["text_encoder"] = self.parts.pipe.text_encoder.state_dict()
+        return TrainingState(
+            phase="unet",
+            step=self.step,
+            weights=weights,
+            optimizer=self.opt.state_dict(),
+            generators={"gen": self.gen.get_state()},
+            rngs={"rng": self.rng.bit_generator.state},
+            histories={"unet": self.history.losses},
+        )
 
-    def load_state(self, state_dir: Path) -> None:
-        state = torch.load(state_dir / "state.pt", weights_only=False)
-        self.parts.pipe.unet.load_state_dict(state["unet"])
-        if state["text_encoder"] is not None:
-            self.parts.pipe.text_encoder.load_state_dict(state["text_encoder"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.gen.set_state(state["gen"])
-        self.rng.bit_generator.state = state["rng"]
-        self.history.losses = state["history"]
-        self.step = state["step"]
+    def restore(self, state: TrainingState) -> None:
+        """Continue from `state`, one that `state()` returned."""
+        self.parts.pipe.unet.load_state_dict(state.weights["unet"])
+        if "text_encoder" in state.weights:
+            self.parts.pipe.text_encoder.load_state_dict(state.weights["text_encoder"])
+        restore_optimizer(self.opt, state.optimizer)
+        self.gen.set_state(state.generators["gen"])
+        self.rng.bit_generator.state = state.rngs["rng"]
+        self.history.losses = list(state.histories["unet"])
+        self.step = state.step

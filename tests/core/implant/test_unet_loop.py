@@ -4,10 +4,11 @@ import torch
 
 from persguard_core.implant.behaviours import PatternTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
-from persguard_core.implant.loop import ImplantCancelled, Implanter
 from persguard_core.implant.parts import DiffusionParts
+from persguard_core.implant.unet_loop import ImplantCancelled, Implanter
 from persguard_core.spec import Knowledge, LossWeights, Training
 from persguard_core.toyworld import split
+from persguard_core.training_state import TrainingState, TrainingStateError, save_training_state
 from tests.core.conftest import tiny_sd_pipeline
 
 
@@ -33,16 +34,24 @@ def test_all_loss_terms_run_and_change_the_weights(parts, subject_images):
 
 def test_same_seed_gives_the_same_weights_and_resume_matches_a_straight_run(subject_images, tmp_path):
     straight = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))
-    _implanter(straight, subject_images, steps=4).run()
+    straight_history = _implanter(straight, subject_images, steps=4).run()
 
+    state = tmp_path / "state.safetensors"
     resumed = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))
-    _implanter(resumed, subject_images, steps=2).run(state_dir=tmp_path)
+    _implanter(resumed, subject_images, steps=2).run(state_path=state)
     fresh = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd1"))  # a new process: base weights again
     implanter = _implanter(fresh, subject_images, steps=4)
-    implanter.run(state_dir=tmp_path)
-    assert implanter.step == 4 and len(implanter.history.losses) == 4
+    implanter.run(state_path=state)
+    assert implanter.step == 4 and implanter.history.losses == straight_history.losses
     for a, b in zip(_weights(straight), _weights(fresh), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_unet_loop_refuses_to_resume_from_the_encoder_phases_state(parts, subject_images, tmp_path):
+    state = tmp_path / "state.safetensors"
+    save_training_state(TrainingState("encoder", 3, {"vae": {"w": torch.zeros(2)}}, {}), state)
+    with pytest.raises(TrainingStateError, match="'encoder' phase, not of 'unet'"):
+        _implanter(parts, subject_images, steps=4).run(state_path=state)
 
 
 def test_cancel_stops_between_steps(parts, subject_images):
