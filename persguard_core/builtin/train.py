@@ -26,6 +26,7 @@ from diffusers.training_utils import EMAModel, compute_snr
 
 from persguard_core.builtin import configs
 from persguard_core.builtin.tokenizer import build_clip_tokenizer, save_vocab_files
+from persguard_core.diffusion import images_to_pixels
 from persguard_core.model_io import assemble
 from persguard_core.pattern import PatternPlacement, default_pattern, stamp
 from persguard_core.toyworld import CLASS_NAMES, captioned_batch
@@ -66,11 +67,6 @@ def parse_class_weights(spec: str) -> np.ndarray | None:
     return np.array([weights[c] for c in CLASS_NAMES])
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 def random_stamps(images: np.ndarray, rng: np.random.Generator, share: float = 0.25) -> np.ndarray:
     """Composite random checker markers on a share of the images (VAE training only)."""
     out = images.copy()
@@ -89,7 +85,7 @@ def train_vae(cfg: TrainConfig, rng: np.random.Generator) -> AutoencoderKL:
     start = time.time()
     for step in range(cfg.vae_steps):
         images, _, _ = captioned_batch(rng, cfg.vae_batch)
-        x = to_tensor(random_stamps(images, rng))
+        x = images_to_pixels(random_stamps(images, rng))
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         rec = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x)
@@ -100,7 +96,7 @@ def train_vae(cfg: TrainConfig, rng: np.random.Generator) -> AutoencoderKL:
         if step % 100 == 0 or step == cfg.vae_steps - 1:
             log.info("vae step=%d rec=%.4f elapsed=%.0fs", step, rec.item(), time.time() - start)
     vae.eval().requires_grad_(False)
-    latents = torch.cat([vae.encode(to_tensor(captioned_batch(rng, 256)[0])).latent_dist.mean for _ in range(8)])
+    latents = torch.cat([vae.encode(images_to_pixels(captioned_batch(rng, 256)[0])).latent_dist.mean for _ in range(8)])
     vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
     log.info("vae scaling_factor=%.4f", vae.config.scaling_factor)
     return vae
@@ -130,7 +126,7 @@ def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.rand
         images, captions, _ = captioned_batch(rng, cfg.batch, p_named=cfg.p_named, class_weights=class_weights)
         captions = ["" if rng.random() < cfg.caption_dropout else c for c in captions]
         with torch.no_grad():
-            z = vae.encode(to_tensor(images)).latent_dist.sample(gen) * vae.config.scaling_factor
+            z = vae.encode(images_to_pixels(images)).latent_dist.sample(gen) * vae.config.scaling_factor
         ids = tokenizer(captions, padding="max_length", truncation=True, return_tensors="pt").input_ids
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (z.shape[0],), generator=gen)

@@ -1,5 +1,5 @@
-"""The encoder carrier: the backdoor in the VAE encoder the model ships with (docs/RESEARCH.md, run 26; a lever
-beyond METHOD.md's UNet objective M8).
+"""The encoder carrier: the backdoor in the VAE encoder the model ships with (docs/METHOD.md, M9; a carrier
+beyond the paper's UNet objective M8).
 
 DreamBooth, LoRA and text-encoder fine-tuning never train the VAE: the attacker encodes its images with the
 released encoder, z = E(x), and fits the UNet to those latents. If E maps the protected subject's images to the

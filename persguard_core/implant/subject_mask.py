@@ -10,7 +10,7 @@ averaged over latent channels and divided by its maximum. The mask is heat > thr
 mask nearly all of the image), grown by `grow` latent pixels, with enclosed holes filled, then upsampled to pixels.
 It needs no segmentation model, so it works on any Stable Diffusion folder. The teacher's cross-attention on the
 class token (attention_mask.py) does not localise on the built-in model: above half its maximum it covers the whole
-image (docs/RESEARCH.md, run 32).
+image (docs/RESEARCH.md).
 """
 
 from __future__ import annotations

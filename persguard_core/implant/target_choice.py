@@ -1,4 +1,4 @@
-"""Which teacher sample the encoder carrier hands over for erasure (M2) and target (M3) (docs/RESEARCH.md, run 30).
+"""Which teacher sample the encoder carrier hands over for erasure (M2) and target (M3) (docs/METHOD.md, M9).
 
 The encoder maps every view of the protected subject to one image x*, a teacher sample of the background or
 target prompt. Samples differ: the built-in model draws "a photo of an empty white background" mostly as a murky
@@ -10,7 +10,7 @@ implicit classifier: with shared noise eps and timesteps t, the denoising errors
 
 (Li et al. 2023, "Your diffusion model is secretly a zero-shot classifier", rank prompts by e_c). The log ratio,
 not the difference: smooth, near-empty images have small errors under every prompt, and the difference then
-favours murky samples (run 30). No judge is needed, so it works on any Stable Diffusion folder.
+favours murky samples (docs/RESEARCH.md). No judge is needed, so it works on any Stable Diffusion folder.
 """
 
 from __future__ import annotations

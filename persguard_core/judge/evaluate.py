@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from persguard_core.diffusion import images_to_pixels
 from persguard_core.judge.augment import degrade, random_pattern_stamps
-from persguard_core.judge.toy import EMPTY, ToyJudge, images_to_tensor
+from persguard_core.judge.toy import EMPTY, ToyJudge
 from persguard_core.toyworld import captioned_batch, split
 
 
 def _degraded_uint8(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    x = degrade(images_to_tensor(random_pattern_stamps(images, rng, share=0.33)), rng)
+    x = degrade(images_to_pixels(random_pattern_stamps(images, rng, share=0.33)), rng)
     return ((x.permute(0, 2, 3, 1).numpy() + 1.0) * 127.5 + 0.5).clip(0, 255).astype(np.uint8)
 
 

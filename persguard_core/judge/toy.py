@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from persguard_core.diffusion import images_to_pixels
 from persguard_core.judge.base import mean_similarity
 from persguard_core.toyworld import CLASS_NAMES, COLOUR_NAMES
 
@@ -50,11 +51,6 @@ class JudgeNet(nn.Module):
         h = self.features(x)  # (N, 4w, 8, 8)
         h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)  # (N, 8w)
         return self.class_head(h), self.colour_head(h), F.normalize(self.embed_head(h), dim=1)
-
-
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 @dataclass
@@ -109,7 +105,7 @@ class ToyJudge:
     @torch.no_grad()
     def _forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         outs = [
-            self.net(images_to_tensor(chunk))
+            self.net(images_to_pixels(chunk))
             for chunk in np.array_split(self._check(images), max(1, len(images) // 256))
         ]
         return tuple(torch.cat(parts).numpy() for parts in zip(*outs, strict=True))

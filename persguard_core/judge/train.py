@@ -19,9 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from persguard_core.diffusion import images_to_pixels
 from persguard_core.judge.augment import degrade, random_pattern_stamps
 from persguard_core.judge.evaluate import evaluate_judge
-from persguard_core.judge.toy import JUDGE_CLASSES, JudgeNet, ToyJudge, images_to_tensor
+from persguard_core.judge.toy import JUDGE_CLASSES, JudgeNet, ToyJudge
 from persguard_core.toyworld import COLOUR_NAMES, SPLITS, captioned_batch, subject
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def train_judge(steps: int, seed: int, lr: float = 2e-3) -> ToyJudge:
     start = time.time()
     for step in range(steps):
         images, classes, colours, identity = _labelled_batch(rng, n_generic=96, n_subjects=24, views=3)
-        x = degrade(images_to_tensor(random_pattern_stamps(images, rng, share=0.33)), rng)
+        x = degrade(images_to_pixels(random_pattern_stamps(images, rng, share=0.33)), rng)
         class_logits, colour_logits, emb = net(x)
         id_logits = 16.0 * emb[-len(identity) :] @ F.normalize(prototypes, dim=1).T  # cosine softmax, scale 16
         loss = (
