@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_testkit import ApiEnv
 from fastapi.testclient import TestClient
 
 from api.main import create_app
@@ -17,6 +16,7 @@ from common.jobs import JobRunner, NullRunner
 from common.keys import create_key, create_tenant
 from common.settings import Settings
 from common.storage import LocalStorage, S3Storage, Storage
+from tests.api.api_testkit import ApiEnv
 
 ROLES = ("rights_holder", "model_host", "admin")
 

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from api_testkit import ApiEnv, make_subject, protect
 
 from common.keys import revoke_key
 from common.models import ApiKey, Checkpoint
+from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 OWN, OTHER = "alpha", "beta"
 

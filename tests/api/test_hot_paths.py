@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from api_testkit import ApiEnv, make_subject, protect
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy.exc import DBAPIError
 
@@ -28,6 +27,7 @@ from common.jobs.queue import make_celery
 from common.keys import parse_prefix
 from common.models import ApiKey, Checkpoint, ProtectionJob, Role, utcnow
 from common.settings import Settings
+from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 
 def _principal(env: ApiEnv, who: str) -> Principal:

@@ -7,11 +7,11 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from api_testkit import ApiEnv, fake_protect, make_subject, protect
 
 from common.jobs import InProcessRunner
 from common.models import AuditEvent
 from common.storage import LocalStorage
+from tests.api.api_testkit import ApiEnv, fake_protect, make_subject, protect
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

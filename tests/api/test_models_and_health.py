@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api_testkit import ApiEnv, make_subject, protect
+from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 ADMIN = "alpha:admin"
 

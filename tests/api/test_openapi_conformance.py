@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 import schemathesis
-from api_testkit import ApiEnv, make_subject, protect
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 ADMIN = "alpha:admin"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from api_testkit import ApiEnv, image_bytes, make_subject, protect, upload
 
 from api.errors import domain_status
 from api.schemas.jobs import ProfileName, ProtectionCreate
@@ -33,6 +32,7 @@ from persguard_core.spec import (
     TargetBehaviour,
     Training,
 )
+from tests.api.api_testkit import ApiEnv, image_bytes, make_subject, protect, upload
 
 RH, ADMIN = "alpha:rights_holder", "alpha:admin"
 SERVICES = Path(__file__).resolve().parents[2] / "api" / "services"

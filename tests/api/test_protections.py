@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from api_testkit import ApiEnv, make_subject, protect
-
 from common.models import ProtectionJob
+from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 RH = "alpha:rights_holder"
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from api_testkit import ApiEnv, image_bytes, upload
-
 from common.models import AuditEvent, SubjectImage
+from tests.api.api_testkit import ApiEnv, image_bytes, upload
 
 
 def test_register_subject_stores_normalised_images(api: ApiEnv) -> None:

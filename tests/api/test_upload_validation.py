@@ -7,10 +7,10 @@ import struct
 import zlib
 
 import pytest
-from api_testkit import ApiEnv, image_bytes, upload
 from PIL import Image
 
 from common.models import AuditEvent, Subject, SubjectImage
+from tests.api.api_testkit import ApiEnv, image_bytes, upload
 
 RH = "alpha:rights_holder"
 

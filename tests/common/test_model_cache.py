@@ -17,7 +17,7 @@ from persguard_core.images import save_images
 from persguard_core.protect import ProtectionResult, protect
 from persguard_core.spec import ProtectionSpec, SubjectSpec, Training
 from persguard_core.toyworld import split
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 
 class CountingLoader:

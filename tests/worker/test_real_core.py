@@ -11,7 +11,7 @@ from pathlib import Path
 
 from diffusers import StableDiffusionPipeline
 
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 
 def test_real_core_protects_on_a_registered_tiny_model_and_records_the_verification_refusal(

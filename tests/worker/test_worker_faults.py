@@ -15,8 +15,7 @@ from sqlalchemy import select
 
 from common.db import make_engine, make_session_factory
 from common.models import Checkpoint, SubjectImage
-from tests.worker.conftest import OwnRedis
-from tests.worker.harness import TcpProxy, wait_for
+from tests.worker.harness import OwnRedis, TcpProxy, wait_for
 
 
 def _checkpoints(url: str) -> list[Checkpoint]:

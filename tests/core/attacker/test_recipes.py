@@ -3,7 +3,7 @@ import pytest
 from persguard_core.attacker import BUILTIN_LR_SCALE, recipe
 from persguard_core.attacker.recipe import default_lr_scale
 from persguard_core.builtin.configs import make_unet
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 
 def test_named_recipes_scale_their_learning_rate_and_take_overrides():

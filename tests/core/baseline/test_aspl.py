@@ -6,7 +6,7 @@ from persguard_core.baseline import ASPLConfig, aspl
 from persguard_core.baseline.aspl import _parts
 from persguard_core.implant.losses import denoising_loss
 from persguard_core.toyworld import split
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 TINY = ASPLConfig(rounds=2, pgd_steps=3, surrogate_steps=2)
 

@@ -3,7 +3,7 @@ import pytest
 
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.toyworld import split
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 
 @pytest.fixture

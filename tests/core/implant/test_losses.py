@@ -57,7 +57,7 @@ def test_gradients_reach_only_trainable_parameters(parts, subject_images):
 
 def test_denoising_loss_uses_the_v_target_for_v_prediction_models(subject_images):
     from persguard_core.implant.parts import DiffusionParts
-    from tests.core.conftest import tiny_sd_pipeline
+    from tests.tiny_sd import tiny_sd_pipeline
 
     parts = DiffusionParts.from_pipeline(tiny_sd_pipeline("sd2"))
     z = parts.latents(subject_images[:2])

@@ -7,7 +7,7 @@ import torch
 from persguard_core.diffusion import encode_latents
 from persguard_core.implant.target_choice import best_teacher_sample, denoising_errors, preference
 from persguard_core.toyworld import split
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 torch.set_num_threads(1)
 

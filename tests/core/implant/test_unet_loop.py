@@ -9,7 +9,7 @@ from persguard_core.implant.unet_loop import ImplantCancelled, Implanter
 from persguard_core.spec import Knowledge, LossWeights, Training
 from persguard_core.toyworld import split
 from persguard_core.training_state import TrainingState, TrainingStateError, save_training_state
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 
 def _implanter(parts, images, steps=4, **training) -> Implanter:
