@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from persguard_core.diffusion import encode_latents, encode_pixels, encode_prompts, images_to_pixels
-from tests.core.conftest import tiny_sd_pipeline
+from tests.tiny_sd import tiny_sd_pipeline
 
 torch.set_num_threads(1)
 

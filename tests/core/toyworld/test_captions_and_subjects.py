@@ -50,10 +50,10 @@ def test_split_filters_by_class_and_rejects_unknown_names():
 
 
 def test_named_instances_have_unique_names_that_are_never_an_identifier_the_project_uses():
-    from research.subjects import BLACK_BOX_IDENTIFIER
     from persguard_core.spec import UNIVERSAL_IDENTIFIERS
     from persguard_core.toyworld.captions import HELD_OUT_IDENTIFIERS
     from persguard_core.toyworld.subjects import named_instances
+    from research.subjects import BLACK_BOX_IDENTIFIER
 
     names = [name for name, _ in named_instances()]
     assert len(names) == len(set(names)) == len(SPLITS["pretrain_named"])
