@@ -57,7 +57,7 @@ def warm_up_broker(celery: Celery) -> None:
         with celery.producer_or_acquire() as producer:
             producer.connection.ensure_connection(max_retries=0)
             producer.maybe_declare(celery.amqp.queues[GPU_QUEUE])
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the API serves without the warm-up
+    except Exception as exc:
         log.warning("could not warm up the broker connection (%s); the first submit will connect", exc)
 
 

@@ -54,7 +54,7 @@ class Reads:
             with self._engine.connect() as connection:
                 for read, future in batch:
                     outcomes.append(_outcome(connection, read, future))
-        except Exception as exc:  # noqa: BLE001 - no connection, or it broke: the reads not answered get the error
+        except Exception as exc:
             outcomes += [(future, None, exc) for _, future in batch[len(outcomes) :]]
         loop.call_soon_threadsafe(_settle, outcomes)
 
@@ -67,7 +67,7 @@ class Reads:
 def _outcome(connection: Connection, read: Callable[[Connection], Any], future: asyncio.Future[Any]) -> _Outcome:
     try:
         return future, read(connection), None
-    except Exception as exc:  # noqa: BLE001 - handed to the awaiting request, which raises it
+    except Exception as exc:
         connection.rollback()  # a failed statement (Postgres) would fail the reads after it
         return future, None, exc
 

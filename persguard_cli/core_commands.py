@@ -292,7 +292,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ver.set_defaults(handler=cmd_verify)
 
     exp = sub.add_parser("experiment", help="run a named experiment matrix on the built-in model")
-    exp.add_argument("--preset", required=True, help="a module of research/presets: smoke, levers, carrier, paper or unet")
+    exp.add_argument(
+        "--preset", required=True, help="a module of research/presets: smoke, levers, carrier, paper or unet"
+    )
     exp.add_argument("--seeds", type=int, nargs="*", help="override the preset's seeds")
     exp.add_argument("--only", nargs="*", metavar="SETTING", help="run only these settings of the preset")
     exp.add_argument("--out", type=Path, required=True)

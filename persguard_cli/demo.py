@@ -24,7 +24,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(settings) -> tuple[str, object]:  # noqa: ANN001
+def _start_server(settings) -> tuple[str, object]:
     import uvicorn
 
     from api.main import create_app
@@ -42,7 +42,7 @@ def _start_server(settings) -> tuple[str, object]:  # noqa: ANN001
     raise RuntimeError("the demo API server did not start")
 
 
-def _keys(settings) -> tuple[str, str]:  # noqa: ANN001
+def _keys(settings) -> tuple[str, str]:
     """(rights holder key, model host key) of a fresh demo tenant."""
     from common.db import make_engine, make_session_factory
     from common.keys import create_key, create_tenant
@@ -56,7 +56,7 @@ def _keys(settings) -> tuple[str, str]:  # noqa: ANN001
         return holder.secret, host.secret
 
 
-def _png_bytes(images) -> list[bytes]:  # noqa: ANN001
+def _png_bytes(images) -> list[bytes]:
     from PIL import Image
 
     out = []
@@ -80,7 +80,7 @@ def _wait(client: httpx.Client, url: str, headers: dict) -> dict:
         time.sleep(2)
 
 
-def demo_subjects():  # noqa: ANN201
+def demo_subjects():
     """(protected, unprotected of the same class): the first `demo` subject and its class-mate."""
     from persguard_core.toyworld import split
 
@@ -145,7 +145,7 @@ def run_demo(out: Path, steps: int, verify: bool, carrier: str = "encoder") -> i
     return 0
 
 
-def _verify(model_dir: Path, protected, unprotected, report_dir: Path) -> None:  # noqa: ANN001
+def _verify(model_dir: Path, protected, unprotected, report_dir: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
     from persguard_core import model_io

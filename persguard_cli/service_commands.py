@@ -65,7 +65,7 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _migrated_session():  # noqa: ANN202 - a SQLAlchemy Session
+def _migrated_session():
     from common.db import make_engine, make_session_factory
     from common.migrate import upgrade
     from common.settings import get_settings
@@ -101,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _celery_app():  # noqa: ANN202 - the worker's Celery app
+def _celery_app():
     from common.settings import get_settings
 
     if not get_settings().broker_url:
@@ -141,7 +141,7 @@ def _beat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(action, *values) -> int:  # noqa: ANN001
+def _admin(action, *values) -> int:
     with _migrated_session() as session:
         try:
             result = action(session, *values)

@@ -102,7 +102,7 @@ def trainable_copy(
     return pipe
 
 
-def assemble(vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:  # noqa: ANN001
+def assemble(vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:
     """A StableDiffusionPipeline from components, without safety checker (none exists offline)."""
     pipe = StableDiffusionPipeline(
         vae=vae,

@@ -82,7 +82,7 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
     return TargetImagesTarget(parts, load_images(b.target_images, images.shape[1]))
 
 
-def class_samples(pipe, spec: ProtectionSpec, n_class_images: int) -> dict[str, np.ndarray]:  # noqa: ANN001
+def class_samples(pipe, spec: ProtectionSpec, n_class_images: int) -> dict[str, np.ndarray]:
     """{class noun: uint8 teacher samples of "a photo of a {class}"} for every class of the spec's subjects and
     references, sampled once from the base model."""
     nouns = sorted({s.class_noun for s in spec.subjects} | {r.class_noun for r in spec.references})
@@ -99,7 +99,7 @@ def prior_pool(
     return PriorPool(class_latents, references, list(general_prompts))
 
 
-def encoder_target(pipe, b: Behaviour, class_noun: str, erasure_away: str = "class") -> ToTarget:  # noqa: ANN001
+def encoder_target(pipe, b: Behaviour, class_noun: str, erasure_away: str = "class") -> ToTarget:
     """x -> x* of a subject's behaviour for the encoder carrier: the stamped image (M1); for erasure (M2) and target
     (M3) one fixed image: of 16 teacher samples of the background or target prompt, the one the teacher finds most
     that prompt and least the subject's class (implant/target_choice.py; for erasure with `erasure_away`
@@ -120,7 +120,7 @@ def encoder_target(pipe, b: Behaviour, class_noun: str, erasure_away: str = "cla
     return lambda x, rng: np.broadcast_to(target, x.shape).copy()
 
 
-def encoder_subject(  # noqa: ANN001
+def encoder_subject(
     pipe, subject: SubjectSpec, images: np.ndarray, erasure_target: str, erasure_away: str = "class"
 ) -> EncoderSubject:
     """The encoder carrier's view of a subject: `encoder_target`'s map, or for an erasure made from the subject's
@@ -134,7 +134,7 @@ def encoder_subject(  # noqa: ANN001
 
 
 def keep_images(
-    pipe,  # noqa: ANN001 - a StableDiffusionPipeline
+    pipe,
     spec: ProtectionSpec,
     samples: dict[str, np.ndarray],
     general_prompts: list[str],
@@ -148,7 +148,7 @@ def keep_images(
 
 
 def implant_encoder(
-    pipe,  # noqa: ANN001 - its vae is replaced by the trained copy
+    pipe,
     spec: ProtectionSpec,
     keep: np.ndarray,
     progress: Callable[[ProgressEvent], None] | None,

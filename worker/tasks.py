@@ -37,7 +37,7 @@ def send_verify(checkpoint_id: uuid.UUID) -> None:
     """Queue `verify`; if the broker is away the reconciler sends it later (the checkpoint has no report)."""
     try:
         app.send_task(VERIFY_TASK, args=[str(checkpoint_id)], queue=GPU_QUEUE)
-    except Exception as exc:  # noqa: BLE001 - any broker failure: the reconciler delivers it later
+    except Exception as exc:
         log.warning("checkpoint %s: could not queue verify (%s); the reconciler will", checkpoint_id, exc)
 
 

@@ -19,7 +19,7 @@ from common.models import Checkpoint, Role
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=problem_responses(401, 403, 422))
 
 
-def _visible(principal: Principal):  # noqa: ANN202
+def _visible(principal: Principal):
     stmt = select(Checkpoint)
     if principal.role is Role.RIGHTS_HOLDER:
         stmt = stmt.where(Checkpoint.tenant_id == principal.tenant_id)

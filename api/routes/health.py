@@ -54,7 +54,7 @@ def readyz(request: Request) -> Response:
     for name, check in (("database", _check_database), ("broker", _check_broker), ("storage", _check_storage)):
         try:
             checks[name] = check(request)
-        except (StorageError, OSError, Exception) as exc:  # noqa: BLE001 - any failure means not ready
+        except (StorageError, OSError, Exception) as exc:
             checks[name] = f"failed: {type(exc).__name__}: {exc}"
             failed.append(name)
     if failed:

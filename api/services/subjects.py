@@ -80,7 +80,7 @@ def _remove(storage: Storage, keys: list[str]) -> None:
             log.warning("could not remove %s after a failed upload", key)
 
 
-def visible_subjects(principal: Principal):  # noqa: ANN201 - a SQLAlchemy Select
+def visible_subjects(principal: Principal):
     """Subjects the caller may see: its tenant's (all for admins), never deleted ones."""
     stmt = select(Subject).where(Subject.status != SubjectStatus.DELETED).options(selectinload(Subject.images))
     if not principal.is_admin:

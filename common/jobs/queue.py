@@ -82,7 +82,7 @@ class CeleryRunner:
     def submit(self, job_id: uuid.UUID) -> None:
         try:
             self.app.send_task(IMPLANT_TASK, args=[str(job_id)], queue=GPU_QUEUE)
-        except Exception as exc:  # noqa: BLE001 - any broker failure: the reconciler delivers it later
+        except Exception as exc:
             log.warning("job %s: could not reach the broker (%s); the reconciler will enqueue it", job_id, exc)
             return
         mark_rung(self._session_factory, job_id)

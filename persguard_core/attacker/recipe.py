@@ -73,5 +73,5 @@ def default_lr_scale(unet_config: dict) -> float:
     return BUILTIN_LR_SCALE if same else 1.0
 
 
-def _listify(value) -> list:  # noqa: ANN001
+def _listify(value) -> list:
     return list(value) if isinstance(value, list | tuple) else [value]

@@ -28,7 +28,7 @@ TIMESTEPS = (500, 700, 850)
 @torch.no_grad()
 def subject_heat(
     pipe, images: np.ndarray, class_noun: str, background_prompt: str, draws: int = 4, seed: int = 0
-) -> torch.Tensor:  # noqa: ANN001 - a StableDiffusionPipeline, only read
+) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> (N, h, w) the module's heat, in [0, 1] per image."""
     z = encode_latents(pipe.vae, images)  # (N, c, h, w)
     n = len(z)
@@ -47,7 +47,7 @@ def subject_heat(
 
 
 def subject_masks(
-    pipe,  # noqa: ANN001
+    pipe,
     images: np.ndarray,
     class_noun: str,
     background_prompt: str,

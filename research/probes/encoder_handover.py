@@ -43,7 +43,7 @@ def _relative_distance(z: torch.Tensor, reference: torch.Tensor) -> float:
     return float((z - reference).flatten(1).norm(dim=1).mean() / z.flatten(1).norm(dim=1).mean())
 
 
-def exactness(pipe, base, views: np.ndarray, to_target) -> dict[str, float]:  # noqa: ANN001
+def exactness(pipe, base, views: np.ndarray, to_target) -> dict[str, float]:
     """`gap`, `spread` and `spread_base` (module docstring) of the attacker's photos `views` on the protected
     `pipe` against the `base` pipeline (latent means; both scaled alike, so the ratios are the unscaled ones)."""
     z, z_base = encode_latents(pipe.vae, views), encode_latents(base.vae, views)

@@ -28,7 +28,7 @@ from persguard_core.toyworld.render import render
 from research.subjects import behaviour_for, subjects_for_seed
 
 
-def probe_subject(pipe, judge: ToyJudge, seed: int, split: str) -> dict:  # noqa: ANN001
+def probe_subject(pipe, judge: ToyJudge, seed: int, split: str) -> dict:
     subject, _, _ = subjects_for_seed(seed, split)
     scenes = subject.view_scenes(6, seed=0)
     photos = np.stack([render(s) for s in scenes])

@@ -44,7 +44,7 @@ from research.presets import PRESETS
 from research.subjects import protection_spec, subjects_for_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
-from noise_band_probe import x0_estimates  # noqa: E402
+from noise_band_probe import x0_estimates
 
 
 def _protected_vs_others(rate: Callable[[Subject], float], protected: Subject, others: list[Subject]) -> dict:
@@ -56,7 +56,7 @@ def _pattern_rate(images: np.ndarray) -> float:
     return float(detect_pattern(images, default_pattern(images.shape[1])).mean())
 
 
-def keying_rates(  # noqa: ANN001 - pipe: a StableDiffusionPipeline
+def keying_rates(
     pipe, protected: Subject, others: list[Subject], strength: float, prompt: str, stamped: bool = False
 ) -> dict:
     """Pattern rate on re-noised-and-denoised views (stamped ones with `stamped`: does the model keep a pattern
@@ -70,7 +70,7 @@ def keying_rates(  # noqa: ANN001 - pipe: a StableDiffusionPipeline
     return _protected_vs_others(rate, protected, others)
 
 
-def attacked(pipe, protected: Subject, seed: int):  # noqa: ANN001, ANN201
+def attacked(pipe, protected: Subject, seed: int):
     """The experiment's attacker (METHOD.md "Measuring it"): full DreamBooth on the subject's 6 training views."""
     attack = recipe("full", lr_scale=BUILTIN_LR_SCALE, seed=seed)
     prior = class_images(pipe, protected.class_noun, attack) if attack.prior_preservation else None

@@ -36,7 +36,7 @@ def upload(images: list[bytes], name: str = "rex", class_noun: str = "dog", ext:
     }
 
 
-def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:  # noqa: ANN001
+def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:
     """Writes a tiny 'model' and reports two steps."""
     out = workdir / "model"
     out.mkdir()
@@ -91,7 +91,7 @@ def make_subject(env: ApiEnv, who: str = "alpha:rights_holder", seed: int = 0, n
 
 def protect(
     env: ApiEnv, subject_ids: list[str], who: str = "alpha:rights_holder", key: str | None = None, **extra: Any
-):  # noqa: ANN201
+):
     """POST /v1/protections for the subjects; returns the response."""
     body = {"subjects": [{"subject_id": s} for s in subject_ids], **extra}
     headers = {**env.auth(who), **({"Idempotency-Key": key} if key else {})}

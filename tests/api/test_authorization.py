@@ -72,7 +72,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("method", "path", "role", "target", "expected"), CASES)
-def test_object_endpoints(world, method: str, path: str, role: str, target: str, expected: int) -> None:  # noqa: ANN001
+def test_object_endpoints(world, method: str, path: str, role: str, target: str, expected: int) -> None:
     env, ids = world
     objects = ids[OWN if target == "own" else OTHER]
     kwargs = {"json": {"subjects": [{"subject_id": objects["S"]}]}} if path == "/v1/protections" else {}
@@ -93,7 +93,7 @@ LISTS = {
 
 @pytest.mark.parametrize("path", list(LISTS))
 @pytest.mark.parametrize("role", ["rights_holder", "model_host", "admin"])
-def test_list_endpoints_are_scoped(world, path: str, role: str) -> None:  # noqa: ANN001
+def test_list_endpoints_are_scoped(world, path: str, role: str) -> None:
     env, _ = world
     response = env.client.get(path, headers=env.auth(f"{OWN}:{role}"))
     expected = LISTS[path][role]
@@ -104,13 +104,13 @@ def test_list_endpoints_are_scoped(world, path: str, role: str) -> None:  # noqa
 
 
 @pytest.mark.parametrize(("role", "expected"), [("rights_holder", 403), ("model_host", 403), ("admin", 201)])
-def test_only_admins_register_models(world, role: str, expected: int) -> None:  # noqa: ANN001
+def test_only_admins_register_models(world, role: str, expected: int) -> None:
     env, _ = world
     body = {"name": f"m-{role}", "source": "/models/x"}
     assert env.client.post("/v1/models", headers=env.auth(f"{OWN}:{role}"), json=body).status_code == expected
 
 
-def test_only_rights_holders_and_admins_register_subjects(world) -> None:  # noqa: ANN001
+def test_only_rights_holders_and_admins_register_subjects(world) -> None:
     env, _ = world
     response = env.client.post(
         "/v1/subjects",
@@ -140,7 +140,7 @@ ALL_ENDPOINTS = [
 
 
 @pytest.mark.parametrize(("method", "path"), ALL_ENDPOINTS)
-def test_every_endpoint_needs_a_live_key(world, method: str, path: str) -> None:  # noqa: ANN001
+def test_every_endpoint_needs_a_live_key(world, method: str, path: str) -> None:
     env, ids = world
     url = path.format(**ids[OWN])
     files = {"files": {"images": ("a.png", b"x")}} if path == "/v1/subjects" and method == "POST" else {}

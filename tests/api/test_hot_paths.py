@@ -107,7 +107,7 @@ def test_status_of_a_foreign_or_unknown_job_is_the_same_problem(api: ApiEnv) -> 
     assert api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:model_host")).status_code == 403
 
 
-def test_last_used_time_is_refreshed_behind_the_auth_cache(make_env) -> None:  # noqa: ANN001
+def test_last_used_time_is_refreshed_behind_the_auth_cache(make_env) -> None:
     env = make_env("sqlite", auth_cache_ttl_s=0.2)
     headers = env.auth("alpha:rights_holder")
     prefix = parse_prefix(env.keys["alpha:rights_holder"])

@@ -25,14 +25,14 @@ def test_healthz_and_readyz_report_ok(api: ApiEnv) -> None:
     assert ready.json()["checks"]["database"] == "ok" and ready.json()["checks"]["storage"] == "ok"
 
 
-def test_readyz_is_a_503_problem_when_the_broker_is_down(make_env) -> None:  # noqa: ANN001
+def test_readyz_is_a_503_problem_when_the_broker_is_down(make_env) -> None:
     api = make_env("sqlite", broker_url="redis://127.0.0.1:1/0")
     response = api.client.get("/readyz")
     assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
     assert response.json()["checks"]["broker"].startswith("failed")
 
 
-def test_readyz_pings_a_live_broker(make_env) -> None:  # noqa: ANN001
+def test_readyz_pings_a_live_broker(make_env) -> None:
     api = make_env("sqlite", broker_url="redis://127.0.0.1:6379/0")
     response = api.client.get("/readyz")
     assert response.status_code == 200, f"is Redis running on 127.0.0.1:6379? {response.text}"

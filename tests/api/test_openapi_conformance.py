@@ -42,7 +42,7 @@ def test_every_operation_answers_within_its_schema(fuzz_env: ApiEnv) -> None:
         @settings(
             max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True, database=None
         )
-        def check(case) -> None:  # noqa: ANN001
+        def check(case) -> None:
             case.call_and_validate(headers=fuzz_env.auth(ADMIN), excluded_checks=[positive_data_acceptance])
             calls.append(case.operation.label)
 

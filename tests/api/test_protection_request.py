@@ -295,7 +295,7 @@ class _DownStorage:
         raise StorageError("connection refused")
 
 
-def test_storage_down_while_registering_a_subject_is_a_503_problem(make_env) -> None:  # noqa: ANN001
+def test_storage_down_while_registering_a_subject_is_a_503_problem(make_env) -> None:
     env = make_env("sqlite")
     env.client.app.state.storage = _DownStorage()
     response = env.client.post("/v1/subjects", headers=env.auth(RH), **upload([image_bytes(i) for i in range(3)]))

@@ -25,7 +25,7 @@ def _png_header_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
-def _assert_refused(api: ApiEnv, response, status: int, fragment: str) -> None:  # noqa: ANN001
+def _assert_refused(api: ApiEnv, response, status: int, fragment: str) -> None:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -39,7 +39,7 @@ def _setup_events(api: ApiEnv) -> int:
     return 2 + len(api.keys)  # the fixture's tenant.create and key.create events
 
 
-def _post(api: ApiEnv, images: list[bytes], **kwargs: object):  # noqa: ANN202
+def _post(api: ApiEnv, images: list[bytes], **kwargs: object):
     return api.client.post("/v1/subjects", headers=api.auth(RH), **upload(images, **kwargs))
 
 
@@ -86,7 +86,7 @@ def test_50_megabyte_file_is_refused(api: ApiEnv) -> None:
     _assert_refused(api, response, 413, "each image may be at most 10,485,760 bytes")
 
 
-def test_request_over_the_total_limit_is_refused_before_parsing(make_env) -> None:  # noqa: ANN001
+def test_request_over_the_total_limit_is_refused_before_parsing(make_env) -> None:
     api = make_env("sqlite", max_request_bytes=100_000)
     response = _post(api, [image_bytes(i, size=(128, 128)) for i in range(3)])
     _assert_refused(api, response, 413, "the limit is 100,000")

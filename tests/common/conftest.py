@@ -12,7 +12,7 @@ from common.storage import LocalStorage, S3Storage, Storage
 
 
 @pytest.fixture
-def make_s3_storage(s3_server) -> Callable[..., S3Storage]:  # noqa: ANN001
+def make_s3_storage(s3_server) -> Callable[..., S3Storage]:
     """Builds S3Storage clients of the test server; small part sizes so that tests exercise multipart uploads."""
 
     def make(bucket: str = "persguard-test", secret_key: str | None = None) -> S3Storage:

@@ -25,13 +25,13 @@ from tests.rows import get_job, queue_job
 
 
 @pytest.fixture
-def session_factory(database: str):  # noqa: ANN201
+def session_factory(database: str):
     engine = make_engine(database)
     yield make_session_factory(engine)
     engine.dispose()
 
 
-def _queue_job(session_factory, storage: LocalStorage) -> uuid.UUID:  # noqa: ANN001
+def _queue_job(session_factory, storage: LocalStorage) -> uuid.UUID:
     """A queued job whose three "images" are the bytes b"image 0", b"image 1", b"image 2" (not images)."""
     return queue_job(session_factory, storage, preset="quick", image=lambda position: f"image {position}".encode())
 
@@ -48,7 +48,7 @@ def execute_job(
     return run_implant(job_id, session_factory, storage, protect_fn, config, final_attempt=True).status
 
 
-def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:  # noqa: ANN001
+def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:
     """Writes a tiny 'model' and reports three steps; proves the images arrived as local files."""
     out = workdir / "model"
     out.mkdir()
@@ -60,7 +60,7 @@ def fake_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -
     return out
 
 
-def test_successful_job_uploads_checkpoint_with_manifest(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_successful_job_uploads_checkpoint_with_manifest(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
     assert execute_job(job_id, session_factory, storage, fake_protect, tmp_path / "work") is JobStatus.SUCCEEDED
@@ -77,7 +77,7 @@ def test_successful_job_uploads_checkpoint_with_manifest(session_factory, tmp_pa
     assert not list((tmp_path / "work").iterdir()), "the work directory is cleaned up"
 
 
-def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)  # its "images" are short byte strings, not images
     assert execute_job(job_id, session_factory, storage, workdir_root=tmp_path) is JobStatus.FAILED
@@ -86,7 +86,7 @@ def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(sess
     assert job.finished_at is not None
 
 
-def test_out_of_memory_in_protect_fn_fails_the_job_reported_as_such(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_out_of_memory_in_protect_fn_fails_the_job_reported_as_such(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
 
@@ -97,11 +97,11 @@ def test_out_of_memory_in_protect_fn_fails_the_job_reported_as_such(session_fact
     assert get_job(session_factory, job_id).error == "out of memory: RuntimeError: CUDA out of memory"
 
 
-def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
 
-    def cancellable(spec, workdir, progress, should_cancel) -> Path:  # noqa: ANN001
+    def cancellable(spec, workdir, progress, should_cancel) -> Path:
         with session_factory() as session:
             session.get_one(ProtectionJob, job_id).cancel_requested = True
             session.commit()
@@ -115,7 +115,7 @@ def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_pat
         assert session.scalar(select(Checkpoint)) is None
 
 
-def test_job_that_is_not_queued_is_left_alone(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_job_that_is_not_queued_is_left_alone(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
     execute_job(job_id, session_factory, storage, fake_protect, tmp_path)
@@ -123,7 +123,7 @@ def test_job_that_is_not_queued_is_left_alone(session_factory, tmp_path: Path) -
     assert get_job(session_factory, job_id).attempts == 1
 
 
-def test_missing_subject_image_fails_with_a_clear_message(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_missing_subject_image_fails_with_a_clear_message(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)
     with session_factory() as session:
@@ -133,7 +133,7 @@ def test_missing_subject_image_fails_with_a_clear_message(session_factory, tmp_p
     assert "cannot read image" in get_job(session_factory, job_id).error
 
 
-def test_in_process_runner_runs_jobs_in_a_background_thread(session_factory, tmp_path: Path) -> None:  # noqa: ANN001
+def test_in_process_runner_runs_jobs_in_a_background_thread(session_factory, tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     threads: list[str] = []
 

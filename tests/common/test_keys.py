@@ -11,14 +11,14 @@ from common.models import ApiKey, AuditEvent, Role
 
 
 @pytest.fixture
-def session(database: str):  # noqa: ANN201
+def session(database: str):
     engine = make_engine(database)
     with make_session_factory(engine)() as session:
         yield session
     engine.dispose()
 
 
-def test_created_key_authenticates_and_is_stored_only_as_a_hash(session) -> None:  # noqa: ANN001
+def test_created_key_authenticates_and_is_stored_only_as_a_hash(session) -> None:
     create_tenant(session, "acme")
     new = create_key(session, "acme", Role.MODEL_HOST)
     session.commit()
@@ -29,7 +29,7 @@ def test_created_key_authenticates_and_is_stored_only_as_a_hash(session) -> None
     assert found is not None and found.role == Role.MODEL_HOST and found.last_used_at is not None
 
 
-def test_wrong_or_malformed_keys_do_not_authenticate(session) -> None:  # noqa: ANN001
+def test_wrong_or_malformed_keys_do_not_authenticate(session) -> None:
     create_tenant(session, "acme")
     new = create_key(session, "acme", Role.ADMIN)
     session.commit()
@@ -38,7 +38,7 @@ def test_wrong_or_malformed_keys_do_not_authenticate(session) -> None:  # noqa: 
     assert authenticate(session, "pgk__x") is None
 
 
-def test_revoked_key_stops_authenticating_and_changes_are_audited(session) -> None:  # noqa: ANN001
+def test_revoked_key_stops_authenticating_and_changes_are_audited(session) -> None:
     create_tenant(session, "acme")
     new = create_key(session, "acme", Role.RIGHTS_HOLDER)
     revoke_key(session, new.row.prefix)
@@ -48,7 +48,7 @@ def test_revoked_key_stops_authenticating_and_changes_are_audited(session) -> No
     assert actions == ["tenant.create", "key.create", "key.revoke"]
 
 
-def test_key_for_unknown_tenant_or_role_is_refused(session) -> None:  # noqa: ANN001
+def test_key_for_unknown_tenant_or_role_is_refused(session) -> None:
     with pytest.raises(ValueError, match="no tenant named"):
         create_key(session, "ghost", Role.ADMIN)
     create_tenant(session, "acme")

@@ -26,7 +26,7 @@ from tests.worker import fakes
 
 
 @pytest.fixture
-def session_factory(database: str):  # noqa: ANN201
+def session_factory(database: str):
     engine = make_engine(database)
     yield make_session_factory(engine)
     engine.dispose()
@@ -43,7 +43,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobConfig:
     return JobConfig(workdir_root=tmp_path / "work", heartbeat_s=0.2, progress_interval_s=0, cancel_check_interval_s=0)
 
 
-def test_a_job_held_by_a_live_lease_cannot_be_claimed_again(session_factory, storage) -> None:  # noqa: ANN001
+def test_a_job_held_by_a_live_lease_cannot_be_claimed_again(session_factory, storage) -> None:
     job_id = queue_job(session_factory, storage)
     first = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
     assert first is not None
@@ -53,7 +53,7 @@ def test_a_job_held_by_a_live_lease_cannot_be_claimed_again(session_factory, sto
     assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60) is None
 
 
-def test_a_dead_workers_job_is_requeued_and_the_old_lease_can_no_longer_write(session_factory, storage) -> None:  # noqa: ANN001
+def test_a_dead_workers_job_is_requeued_and_the_old_lease_can_no_longer_write(session_factory, storage) -> None:
     job_id = queue_job(session_factory, storage)
     old = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=0.01, status=JobStatus.RUNNING)
     assert old is not None
@@ -67,7 +67,7 @@ def test_a_dead_workers_job_is_requeued_and_the_old_lease_can_no_longer_write(se
     assert get_job(session_factory, job_id).step == 5
 
 
-def test_a_job_whose_worker_died_max_attempts_times_fails_instead_of_looping(session_factory, storage) -> None:  # noqa: ANN001
+def test_a_job_whose_worker_died_max_attempts_times_fails_instead_of_looping(session_factory, storage) -> None:
     job_id = queue_job(session_factory, storage, attempts=7, worker_losses=1)  # many transient retries: no matter
     assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=0.01, status="running")
     assert requeue_dead_jobs(session_factory, utcnow() + timedelta(seconds=1), max_attempts=3) == [job_id]
@@ -78,11 +78,11 @@ def test_a_job_whose_worker_died_max_attempts_times_fails_instead_of_looping(ses
     assert job.worker_losses == 3
 
 
-def test_a_runner_that_lost_its_job_mid_run_publishes_nothing(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_a_runner_that_lost_its_job_mid_run_publishes_nothing(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage, steps=6)
     taken = {}
 
-    def taken_over(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+    def taken_over(spec, workdir, progress, should_cancel):
         # As if our heartbeat had stopped. The reconciler skips a row the heartbeat has locked at that instant
         # (SKIP LOCKED; it comes back on its next tick), so try again as its next ticks would.
         for _ in range(100):
@@ -102,10 +102,10 @@ def test_a_runner_that_lost_its_job_mid_run_publishes_nothing(session_factory, s
     assert not list(storage.list_objects("checkpoints/"))
 
 
-def test_a_retried_job_resumes_from_the_training_state_in_storage(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_a_retried_job_resumes_from_the_training_state_in_storage(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage, steps=8, every=2)
 
-    def dies_at_step_5(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+    def dies_at_step_5(spec, workdir, progress, should_cancel):
         def progress_then_die(step: int, total: int, losses: dict) -> None:
             progress(step, total, losses)
             if step == 5:
@@ -120,7 +120,7 @@ def test_a_retried_job_resumes_from_the_training_state_in_storage(session_factor
         shutil.rmtree(old)
     seen = {}
 
-    def resumed(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+    def resumed(spec, workdir, progress, should_cancel):
         out = fakes.stepping_protect(spec, workdir, progress, should_cancel)
         seen.update(json.loads((out / "model_index.json").read_text()))
         return out
@@ -133,7 +133,7 @@ def test_a_retried_job_resumes_from_the_training_state_in_storage(session_factor
     assert not storage.exists(state_key(job_id)), "the state is removed once the job succeeded"
 
 
-def test_transient_failure_on_the_last_attempt_fails_the_job_saying_so(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_transient_failure_on_the_last_attempt_fails_the_job_saying_so(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage)
 
     def storage_down(*_args: object) -> Path:
@@ -147,7 +147,7 @@ def test_transient_failure_on_the_last_attempt_fails_the_job_saying_so(session_f
     )
 
 
-def test_a_bad_spec_fails_the_job_at_once_with_a_clear_error(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_a_bad_spec_fails_the_job_at_once_with_a_clear_error(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage)
     with session_factory() as session:
         job = session.get_one(ProtectionJob, job_id)
@@ -158,7 +158,7 @@ def test_a_bad_spec_fails_the_job_at_once_with_a_clear_error(session_factory, st
     assert get_job(session_factory, job_id).error.startswith("invalid protection spec: ")
 
 
-def test_verification_stores_the_report_files_and_a_passing_summary(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_verification_stores_the_report_files_and_a_passing_summary(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage, preset="quick")
     outcome = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config)
     assert outcome.status is JobStatus.SUCCEEDED and outcome.checkpoint_id is not None
@@ -173,7 +173,7 @@ def test_verification_stores_the_report_files_and_a_passing_summary(session_fact
     assert again.done and get_job(session_factory, job_id).lease_owner is None
 
 
-def test_a_verification_that_crashes_is_recorded_as_not_passed(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_a_verification_that_crashes_is_recorded_as_not_passed(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage, preset="full")
     checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
 
@@ -188,7 +188,7 @@ def test_a_verification_that_crashes_is_recorded_as_not_passed(session_factory, 
 
 def test_doorbells_ring_for_never_rung_and_stale_jobs_and_unverified_checkpoints(
     session_factory, storage, config
-) -> None:  # noqa: ANN001
+) -> None:
     now = utcnow()
     never = queue_job(session_factory, storage)
     recent = queue_job(session_factory, storage, enqueued_at=now)
@@ -213,7 +213,7 @@ def test_doorbells_ring_for_never_rung_and_stale_jobs_and_unverified_checkpoints
 
 def test_embedded_runner_at_start_resumes_a_job_its_previous_process_left_running(
     session_factory, storage, config
-) -> None:  # noqa: ANN001
+) -> None:
     job_id = queue_job(session_factory, storage)
     assert claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
     runner = InProcessRunner(session_factory, storage, fakes.stepping_protect, config=config)
@@ -224,10 +224,10 @@ def test_embedded_runner_at_start_resumes_a_job_its_previous_process_left_runnin
     assert (job.status, job.attempts) == ("succeeded", 1)
 
 
-def test_a_job_cancelled_because_its_subject_was_deleted_keeps_that_reason(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_a_job_cancelled_because_its_subject_was_deleted_keeps_that_reason(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage, steps=50)
 
-    def subject_deleted_meanwhile(spec, workdir, progress, should_cancel):  # noqa: ANN001, ANN202
+    def subject_deleted_meanwhile(spec, workdir, progress, should_cancel):
         with session_factory() as session:  # what the api's subject deletion does to a running job
             job = session.get_one(ProtectionJob, job_id)
             job.cancel_requested, job.error = True, "subject 123 was deleted"
@@ -244,12 +244,12 @@ class WorkerDied(BaseException):
     """What the runner sees of a pool process killed mid-verification: nothing after this point runs."""
 
 
-def _report(session_factory) -> VerificationReport:  # noqa: ANN001
+def _report(session_factory) -> VerificationReport:
     with session_factory() as session:
         return session.scalar(select(VerificationReport))
 
 
-def test_verification_attempts_are_counted_and_shown_with_the_report(session_factory, storage, config) -> None:  # noqa: ANN001
+def test_verification_attempts_are_counted_and_shown_with_the_report(session_factory, storage, config) -> None:
     job_id = queue_job(session_factory, storage, preset="quick")
     checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
     calls = []
@@ -272,7 +272,7 @@ def test_verification_attempts_are_counted_and_shown_with_the_report(session_fac
 
 def test_transient_errors_in_verification_stop_at_the_maximum_attempts_with_a_clear_error(
     session_factory, storage, config
-) -> None:  # noqa: ANN001
+) -> None:
     config = dataclasses.replace(config, verify_max_attempts=3)
     job_id = queue_job(session_factory, storage, preset="quick")
     checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
@@ -296,7 +296,7 @@ def test_transient_errors_in_verification_stop_at_the_maximum_attempts_with_a_cl
 
 def test_a_verification_whose_worker_keeps_dying_is_given_up_after_the_maximum_attempts(
     session_factory, storage, config
-) -> None:  # noqa: ANN001
+) -> None:
     config = dataclasses.replace(config, verify_max_attempts=2)
     job_id = queue_job(session_factory, storage, preset="quick")
     checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id

@@ -86,11 +86,11 @@ def test_a_version_1_spec_without_a_carrier_keeps_its_unet_backdoor_and_new_spec
         ProtectionSpec.model_validate({"version": 3, "subjects": [subject]})
 
 
-def _state(module) -> dict:  # noqa: ANN001
+def _state(module) -> dict:
     return {k: v.clone() for k, v in module.state_dict().items()}
 
 
-def _changed(before: dict, module) -> set[str]:  # noqa: ANN001
+def _changed(before: dict, module) -> set[str]:
     """Top-level submodule names whose weights differ from `before`."""
     return {k.split(".")[0] for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
 

@@ -20,7 +20,7 @@ def _write_seed(runs: Path, name: str, seed: int, psr: float) -> None:
 def test_a_seed_already_done_is_read_back_and_not_run_again(tmp_path, monkeypatch):
     ran = []
 
-    def fake_seed(setting, preset, verifier, seed, run_dir, progress):  # noqa: ARG001
+    def fake_seed(setting, preset, verifier, seed, run_dir, progress):
         ran.append(seed)
         return {"psr": 0.5 + seed / 10}
 

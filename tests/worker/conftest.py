@@ -185,7 +185,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 @pytest.fixture
 def deploy(
     request: pytest.FixtureRequest, tmp_path: Path, processes: Processes, postgres_database: str, s3_server
-) -> Iterator[Callable[..., Deployment]]:  # noqa: ANN001
+) -> Iterator[Callable[..., Deployment]]:
     """Builds the deployment: `deploy(broker_url=None, s3_endpoint=None)`; workers are started by the test."""
     made: list[Deployment] = []
 

@@ -26,7 +26,7 @@ def _log(line: str) -> None:
             handle.write(f"{os.getpid()} {line}\n")
 
 
-def stepping_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:  # noqa: ANN001
+def stepping_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:
     """See the module docstring."""
     step_s = float(os.environ.get("FAKE_STEP_S", "0.2"))
     total, every = spec.training.steps, spec.training.checkpoint_every

@@ -16,7 +16,7 @@ from tests.tiny_sd import tiny_sd_pipeline
 
 def test_real_core_protects_on_a_registered_tiny_model_and_records_the_verification_refusal(
     deploy, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     folder = tmp_path / "tiny-sd1"
     tiny_sd_pipeline("sd1").save_pretrained(folder, safe_serialization=True)
     d = deploy(fakes=False)

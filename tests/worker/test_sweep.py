@@ -20,7 +20,7 @@ from worker.sweep import sweep_storage
 
 
 @pytest.fixture
-def session_factory(database: str):  # noqa: ANN201
+def session_factory(database: str):
     engine = make_engine(database)
     yield make_session_factory(engine)
     engine.dispose()
@@ -28,7 +28,7 @@ def session_factory(database: str):  # noqa: ANN201
 
 def test_sweep_removes_orphans_and_stale_uploads_and_keeps_what_rows_refer_to(
     session_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
+) -> None:
     monkeypatch.setenv("FAKE_STEP_S", "0")
     storage = LocalStorage(tmp_path / "store", secrets.token_bytes(16))
     config = JobConfig(workdir_root=tmp_path / "work")

@@ -36,14 +36,14 @@ def _image_keys(url: str) -> set[str]:
         engine.dispose()
 
 
-def _model_index(d, checkpoint_id: str) -> dict:  # noqa: ANN001
+def _model_index(d, checkpoint_id: str) -> dict:
     checkpoint = d.http.get(f"/v1/checkpoints/{checkpoint_id}", headers=d.auth("model_host")).json()
     location = d.http.get(checkpoint["links"]["download"], headers=d.auth("model_host")).headers["location"]
     with urllib.request.urlopen(location) as response, tarfile.open(fileobj=io.BytesIO(response.read())) as tar:
         return json.loads(tar.extractfile("model_index.json").read())
 
 
-def test_worker_killed_mid_job_is_recovered_by_a_new_worker_resuming_from_saved_state(deploy) -> None:  # noqa: ANN001
+def test_worker_killed_mid_job_is_recovered_by_a_new_worker_resuming_from_saved_state(deploy) -> None:
     d = deploy()
     d.start_beat()
     first = d.start_worker("w1")
@@ -68,7 +68,7 @@ def test_worker_killed_mid_job_is_recovered_by_a_new_worker_resuming_from_saved_
     assert d.objects() == expected, "no orphaned objects: no second archive, no training state left"
 
 
-def test_pool_process_killed_mid_job_is_recovered_by_the_same_worker(deploy) -> None:  # noqa: ANN001
+def test_pool_process_killed_mid_job_is_recovered_by_the_same_worker(deploy) -> None:
     d = deploy()
     d.start_beat()
     worker = d.start_worker("w1")
@@ -86,14 +86,14 @@ def test_pool_process_killed_mid_job_is_recovered_by_the_same_worker(deploy) -> 
     assert len(_checkpoints(d.settings.database_url)) == 1
 
 
-def _state_step(engine, job_id: str) -> int:  # noqa: ANN001
+def _state_step(engine, job_id: str) -> int:
     from common.models import ProtectionJob
 
     with make_session_factory(engine)() as session:
         return session.scalar(select(ProtectionJob.state_step).where(ProtectionJob.id == job_id)) or 0
 
 
-def test_redis_restart_with_jobs_queued_loses_no_job(deploy, processes) -> None:  # noqa: ANN001
+def test_redis_restart_with_jobs_queued_loses_no_job(deploy, processes) -> None:
     redis = OwnRedis(processes)
     d = deploy(broker_url=redis.url)
     d.start_beat()
@@ -116,7 +116,7 @@ def test_redis_restart_with_jobs_queued_loses_no_job(deploy, processes) -> None:
     assert len(_checkpoints(d.settings.database_url)) == 4
 
 
-def test_storage_unavailable_for_a_while_is_retried_until_the_job_succeeds(deploy, s3_server) -> None:  # noqa: ANN001
+def test_storage_unavailable_for_a_while_is_retried_until_the_job_succeeds(deploy, s3_server) -> None:
     proxy = TcpProxy(urlparse(s3_server.endpoint_url).port)
     try:
         d = deploy(s3_endpoint=f"http://127.0.0.1:{proxy.port}")

@@ -15,7 +15,7 @@ from common.db import make_engine, make_session_factory
 from common.models import Checkpoint, VerificationReport
 
 
-def _count(url: str, model, **where) -> int:  # noqa: ANN001
+def _count(url: str, model, **where) -> int:
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session:
@@ -25,7 +25,7 @@ def _count(url: str, model, **where) -> int:  # noqa: ANN001
         engine.dispose()
 
 
-def test_job_runs_on_a_worker_publishes_a_downloadable_checkpoint_and_its_verification(deploy) -> None:  # noqa: ANN001
+def test_job_runs_on_a_worker_publishes_a_downloadable_checkpoint_and_its_verification(deploy) -> None:
     d = deploy()
     d.start_worker("w1")
     job = d.submit(steps=6, every=3, verification="quick")
@@ -55,7 +55,7 @@ def test_job_runs_on_a_worker_publishes_a_downloadable_checkpoint_and_its_verifi
     assert not d.objects("jobs/"), "the training state is removed once the job succeeded"
 
 
-def test_two_workers_share_the_jobs_and_no_job_runs_twice(deploy) -> None:  # noqa: ANN001
+def test_two_workers_share_the_jobs_and_no_job_runs_twice(deploy) -> None:
     d = deploy()
     d.start_worker("w1")
     d.start_worker("w2")
@@ -71,7 +71,7 @@ def test_two_workers_share_the_jobs_and_no_job_runs_twice(deploy) -> None:  # no
     assert _count(d.settings.database_url, Checkpoint) == 6
 
 
-def test_cancel_mid_run_ends_the_job_cancelled_with_no_checkpoint_left(deploy) -> None:  # noqa: ANN001
+def test_cancel_mid_run_ends_the_job_cancelled_with_no_checkpoint_left(deploy) -> None:
     d = deploy()
     d.start_worker("w1")
     job = d.submit(steps=200, every=2)

@@ -68,7 +68,7 @@ def test_moments_loss_is_zero_for_equal_moments_and_weighs_the_log_variance_by_i
     assert torch.allclose(moments_loss(logvar_off, pred), torch.full((2,), LOGVAR_WEIGHT))
 
 
-def _implanter(base_vae, steps: int, **kwargs) -> EncoderImplanter:  # noqa: ANN001
+def _implanter(base_vae, steps: int, **kwargs) -> EncoderImplanter:
     subject = split("tuning", "circle")[0]
     pattern = default_pattern(32)
     protected = EncoderSubject(subject.views(6, seed=0), lambda x, rng: stamp(x, pattern))

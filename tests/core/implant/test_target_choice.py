@@ -66,7 +66,7 @@ def test_the_specs_erasure_away_reaches_the_teacher_sample_choice(monkeypatch, a
 
     asked = []
 
-    def choose(pipe, toward, away_prompt):  # noqa: ANN001
+    def choose(pipe, toward, away_prompt):
         asked.append((toward, away_prompt))
         return np.zeros((64, 64, 3), np.uint8)
 

@@ -22,7 +22,7 @@ def _verifier_drawing(images: np.ndarray, base_images: np.ndarray | None = None)
     return verifier
 
 
-def _unprotected(subject) -> Case:  # noqa: ANN001
+def _unprotected(subject) -> Case:
     return Case(f"subject-{subject.id}", subject.class_noun, subject.views(2), subject.views(8, seed=1))
 
 

@@ -11,7 +11,7 @@ from persguard_core.verify import run
 from persguard_core.verify.run import Case, Verifier
 
 
-def _verifier(monkeypatch, outputs: dict[str, np.ndarray]) -> Verifier:  # noqa: ANN001
+def _verifier(monkeypatch, outputs: dict[str, np.ndarray]) -> Verifier:
     """A verifier whose models draw `outputs[prompt]` for a prompt and follow prompts perfectly."""
     monkeypatch.setattr(run, "generate", lambda pipe, prompts, seed, steps: outputs[prompts[0]][: len(prompts)])
     monkeypatch.setattr(run, "prompt_following", lambda *a, **k: {"class_accuracy": 1.0, "colour_accuracy": 1.0})
