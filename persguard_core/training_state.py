@@ -127,7 +127,7 @@ def load_training_state(path: Path, phase: str) -> TrainingState:
     opt_state: dict[int, dict[str, Any]] = {}
     generators: dict[str, torch.Tensor] = {}
     with safe_open(path, framework="pt", device="cpu") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
             kind, _, rest = key.partition("/")
             if kind == "weights":
                 module, _, name = rest.partition("/")

@@ -116,7 +116,10 @@ def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.rand
     scheduler = configs.make_train_scheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
-    lr_at = lambda step: min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine decay
+        return min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True)
     gen = torch.Generator().manual_seed(cfg.seed)

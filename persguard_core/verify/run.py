@@ -232,7 +232,7 @@ class Verifier:
     ) -> VerificationResult:
         behaviours = [c.behaviour for c in protected]
         cases = [self.run_case(pipe, c, setting, behaviours) for c in protected + unprotected]
-        trigger = lambda noun: setting.recipe.instance_prompt(noun)
+        trigger = setting.recipe.instance_prompt
         result = VerificationResult(
             setting.name,
             cases,

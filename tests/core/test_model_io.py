@@ -55,7 +55,10 @@ def test_renoise_and_denoise_stays_near_the_image_at_low_strength_and_checks_its
     near = renoise_and_denoise(pipe, views, ["a photo of a circle"] * 2, 0.1, steps=10)
     far = renoise_and_denoise(pipe, views, ["a photo of a circle"] * 2, 0.95, steps=10)
     assert near.shape == views.shape and near.dtype == views.dtype == np.uint8
-    distance = lambda a: np.abs(a.astype(int) - views.astype(int)).mean()
+
+    def distance(a: np.ndarray) -> float:
+        return np.abs(a.astype(int) - views.astype(int)).mean()
+
     assert distance(near) < distance(far)
     with pytest.raises(ValueError, match="2 images but 1 prompts"):
         renoise_and_denoise(pipe, views, ["a photo"], 0.5)
