@@ -1,4 +1,4 @@
-"""The fast paths of the hottest endpoints answer exactly as the general ones (issue #4, section 7).
+"""The fast paths of the hottest endpoints answer exactly as the general ones.
 
 GET /v1/jobs/{id} reads one Core query instead of ORM objects, batched with the other reads of its event-loop turn,
 POST /v1/protections builds its answer without loading the new job's relations, and a cached key skips the database:

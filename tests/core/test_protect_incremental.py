@@ -1,5 +1,5 @@
 """Incremental protection with the encoder carrier on the built-in model: a second release that protects a new
-subject keeps the first subject's backdoor (issue #3, section 1).
+subject keeps the first subject's backdoor.
 
 Judged on the carrier's direct effect, the VAE round trip of fresh photos (what an attacker's fine-tune is shown),
 not on an attack. Sized to run in well under a minute on one CPU core (docs/TESTING.md): 100 encoder steps of 16

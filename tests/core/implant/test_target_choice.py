@@ -47,7 +47,7 @@ def test_the_chosen_teacher_sample_is_judged_what_its_prompt_names():
 
 def test_an_erasure_sample_ranked_against_the_unconditional_prompt_shows_no_object_where_the_class_prompt_fails():
     """The built-in model's "empty gray background" samples are mostly murky shapes; ranked against "a cross", a
-    square-like one wins (no cross in it); against the empty prompt, an empty one (docs/RESEARCH.md, run 39)."""
+    square-like one wins (no cross in it); against the empty prompt, an empty one (docs/RESEARCH.md)."""
     from persguard_core.judge.toy import ToyJudge
     from persguard_core.model_io import load_pipeline
 
