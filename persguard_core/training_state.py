@@ -24,7 +24,6 @@ resumed two-carrier protection restores the UNet instead of training it again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -160,16 +159,6 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -
     for live, group in zip(optimizer.param_groups, saved["param_groups"], strict=True):
         groups.append({k: tuple(v) if isinstance(live.get(k), tuple) else v for k, v in group.items()})
     optimizer.load_state_dict({"state": saved["state"], "param_groups": groups})
-
-
-def state_sha256(path: Path) -> str:
-    """Hex sha256 of the state file's bytes, read in 1 MiB chunks (the file is as large as the trained weights
-    plus their optimizer state)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _checked_metadata(path: Path) -> dict[str, str]:

@@ -118,13 +118,6 @@ def behaviour_loss(
     return fused_losses(unet, parts, {"bb": rows})["bb"]
 
 
-def prior_loss(
-    unet: torch.nn.Module, parts: DiffusionParts, z: torch.Tensor, prompts: list[str], gen: torch.Generator
-) -> torch.Tensor:
-    """L_PP (M4): || eps_theta(z_t, t, c) - eps_0(z_t, t, c) ||^2 with t uniform over the schedule."""
-    return fused_losses(unet, parts, {"pp": prior_rows(parts, z, prompts, gen)})["pp"]
-
-
 def denoising_loss(
     unet: torch.nn.Module,
     parts: DiffusionParts,

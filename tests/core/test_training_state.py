@@ -1,6 +1,5 @@
 """The training-state file: one safetensors file, JSON metadata, no pickle; exact round trips; phase checks."""
 
-import hashlib
 import json
 import os
 import struct
@@ -19,7 +18,6 @@ from persguard_core.training_state import (
     restore_optimizer,
     save_training_state,
     saved_phase,
-    state_sha256,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,12 +170,6 @@ def test_carrying_an_earlier_phase_keeps_its_weights_and_history_beside_the_late
     assert set(back.weights) == {"vae", "unet"} and set(back.histories) == {"encoder", "unet"}
     assert back.generators == {} and back.optimizer == {"state": {}, "param_groups": []}
     assert later.weights.keys() == {"vae"}, "carrying returns a copy"
-
-
-def test_state_sha256_is_the_sha256_of_the_file(tmp_path):
-    path = tmp_path / "state.safetensors"
-    save_training_state(_state()[0], path)
-    assert state_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_nothing_in_the_library_or_the_service_unpickles_with_torch_load():

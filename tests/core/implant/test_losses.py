@@ -2,19 +2,24 @@ import torch
 
 from persguard_core.implant.attention_mask import class_token_mask, token_positions
 from persguard_core.implant.behaviours import PatternTarget, TeacherPromptTarget
-from persguard_core.implant.losses import behaviour_loss, denoising_loss, prior_loss
+from persguard_core.implant.losses import behaviour_loss, denoising_loss, fused_losses, prior_rows
 from persguard_core.implant.unet_loop import trainable_parameters
+
+
+def _prior_loss(parts, z: torch.Tensor, prompts: list[str], gen: torch.Generator) -> torch.Tensor:
+    """L_PP (M4) alone, as the loop computes it among the fused terms."""
+    return fused_losses(parts.pipe.unet, parts, {"pp": prior_rows(parts, z, prompts, gen)})["pp"]
 
 
 def test_prior_loss_is_zero_at_the_base_weights_and_positive_after_a_perturbation(parts, subject_images):
     z = parts.latents(subject_images[:4])
     prompts = ["a photo of a cross"] * 4
     gen = torch.Generator().manual_seed(0)
-    assert prior_loss(parts.pipe.unet, parts, z, prompts, gen).item() < 1e-10
+    assert _prior_loss(parts, z, prompts, gen).item() < 1e-10
     with torch.no_grad():
         for p in parts.pipe.unet.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-    assert prior_loss(parts.pipe.unet, parts, z, prompts, torch.Generator().manual_seed(0)).item() > 1e-4
+    assert _prior_loss(parts, z, prompts, torch.Generator().manual_seed(0)).item() > 1e-4
 
 
 def test_insertion_target_implies_the_stamped_latent(parts, subject_images):
