@@ -9,6 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from tqdm import tqdm
+
+    from persguard_core.implant.unet_loop import ProgressEvent
 
 DEMO_PROMPTS = (
     "a photo of a red circle",
@@ -25,13 +32,13 @@ def _threads(n: int) -> None:
     torch.set_num_threads(n)
 
 
-def _bar(total: int, desc: str):
+def _bar(total: int, desc: str) -> tqdm:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
 
 
-def _subject_images(args: argparse.Namespace, size: int):
+def _subject_images(args: argparse.Namespace, size: int) -> np.ndarray:
     """The subject's images: files given with --images, or views of toy subject --toy-subject."""
     from persguard_core.images import load_images
     from persguard_core.toyworld import subject
@@ -92,7 +99,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
         )
     bar = _bar(spec.total_steps, "protect")
 
-    def progress(event) -> None:
+    def progress(event: ProgressEvent) -> None:
         bar.n = event.step
         bar.set_postfix({k: f"{v:.4f}" for k, v in event.losses.items()}, refresh=True)
 

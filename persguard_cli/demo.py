@@ -14,8 +14,16 @@ import tarfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    import numpy as np
+    import uvicorn
+
+    from common.settings import Settings
+    from persguard_core.toyworld import Subject
 
 
 def _free_port() -> int:
@@ -24,7 +32,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(settings) -> tuple[str, object]:
+def _start_server(settings: Settings) -> tuple[str, uvicorn.Server]:
     import uvicorn
 
     from api.main import create_app
@@ -42,7 +50,7 @@ def _start_server(settings) -> tuple[str, object]:
     raise RuntimeError("the demo API server did not start")
 
 
-def _keys(settings) -> tuple[str, str]:
+def _keys(settings: Settings) -> tuple[str, str]:
     """(rights holder key, model host key) of a fresh demo tenant."""
     from common.db import make_engine, make_session_factory
     from common.keys import create_key, create_tenant
@@ -56,7 +64,7 @@ def _keys(settings) -> tuple[str, str]:
         return holder.secret, host.secret
 
 
-def _png_bytes(images) -> list[bytes]:
+def _png_bytes(images: np.ndarray) -> list[bytes]:
     from PIL import Image
 
     out = []
@@ -80,7 +88,7 @@ def _wait(client: httpx.Client, url: str, headers: dict) -> dict:
         time.sleep(2)
 
 
-def demo_subjects():
+def demo_subjects() -> tuple[Subject, Subject]:
     """(protected, unprotected of the same class): the first `demo` subject and its class-mate."""
     from persguard_core.toyworld import split
 
@@ -145,7 +153,7 @@ def run_demo(out: Path, steps: int, verify: bool, carrier: str = "encoder") -> i
     return 0
 
 
-def _verify(model_dir: Path, protected, unprotected, report_dir: Path) -> None:
+def _verify(model_dir: Path, protected: Subject, unprotected: Subject, report_dir: Path) -> None:
     from diffusers import StableDiffusionPipeline
 
     from persguard_core import model_io

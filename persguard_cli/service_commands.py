@@ -14,6 +14,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Concatenate
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy.orm import Session
 
 ROLES = ("rights_holder", "model_host", "admin")
 
@@ -65,7 +71,7 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _migrated_session():
+def _migrated_session() -> Session:
     from common.db import make_engine, make_session_factory
     from common.migrate import upgrade
     from common.settings import get_settings
@@ -101,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _celery_app():
+def _celery_app() -> Celery | None:
     from common.settings import get_settings
 
     if not get_settings().broker_url:
@@ -141,7 +147,7 @@ def _beat(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin(action, *values) -> int:
+def _admin(action: Callable[Concatenate[Session, ...], str], *values: str) -> int:
     with _migrated_session() as session:
         try:
             result = action(session, *values)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, SchedulerMixin, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,13 @@ def trainable_copy(
     return pipe
 
 
-def assemble(vae, text_encoder, tokenizer, unet, scheduler) -> StableDiffusionPipeline:
+def assemble(
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    unet: UNet2DConditionModel,
+    scheduler: SchedulerMixin,
+) -> StableDiffusionPipeline:
     """A StableDiffusionPipeline from components, without safety checker (none exists offline)."""
     pipe = StableDiffusionPipeline(
         vae=vae,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from diffusers import StableDiffusionPipeline
 
 from persguard_core import model_io
 from persguard_core.generate import generate
@@ -63,7 +64,7 @@ class ProtectionResult:
     history: History
 
 
-def image_size(pipe) -> int:
+def image_size(pipe: StableDiffusionPipeline) -> int:
     return pipe.unet.config.sample_size * pipe.vae_scale_factor
 
 
@@ -82,7 +83,7 @@ def behaviour_target(parts: DiffusionParts, subject: SubjectSpec, images: np.nda
     return TargetImagesTarget(parts, load_images(b.target_images, images.shape[1]))
 
 
-def class_samples(pipe, spec: ProtectionSpec, n_class_images: int) -> dict[str, np.ndarray]:
+def class_samples(pipe: StableDiffusionPipeline, spec: ProtectionSpec, n_class_images: int) -> dict[str, np.ndarray]:
     """{class noun: uint8 teacher samples of "a photo of a {class}"} for every class of the spec's subjects and
     references, sampled once from the base model."""
     nouns = sorted({s.class_noun for s in spec.subjects} | {r.class_noun for r in spec.references})
@@ -99,7 +100,9 @@ def prior_pool(
     return PriorPool(class_latents, references, list(general_prompts))
 
 
-def encoder_target(pipe, b: Behaviour, class_noun: str, erasure_away: str = "class") -> ToTarget:
+def encoder_target(
+    pipe: StableDiffusionPipeline, b: Behaviour, class_noun: str, erasure_away: str = "class"
+) -> ToTarget:
     """x -> x* of a subject's behaviour for the encoder carrier: the stamped image (M1); for erasure (M2) and target
     (M3) one fixed image: of 16 teacher samples of the background or target prompt, the one the teacher finds most
     that prompt and least the subject's class (implant/target_choice.py; for erasure with `erasure_away`
@@ -121,7 +124,11 @@ def encoder_target(pipe, b: Behaviour, class_noun: str, erasure_away: str = "cla
 
 
 def encoder_subject(
-    pipe, subject: SubjectSpec, images: np.ndarray, erasure_target: str, erasure_away: str = "class"
+    pipe: StableDiffusionPipeline,
+    subject: SubjectSpec,
+    images: np.ndarray,
+    erasure_target: str,
+    erasure_away: str = "class",
 ) -> EncoderSubject:
     """The encoder carrier's view of a subject: `encoder_target`'s map, or for an erasure made from the subject's
     own photos, each photo with the subject's region (subject_mask.py) repainted from its surroundings."""
@@ -134,7 +141,7 @@ def encoder_subject(
 
 
 def keep_images(
-    pipe,
+    pipe: StableDiffusionPipeline,
     spec: ProtectionSpec,
     samples: dict[str, np.ndarray],
     general_prompts: list[str],
@@ -148,7 +155,7 @@ def keep_images(
 
 
 def implant_encoder(
-    pipe,
+    pipe: StableDiffusionPipeline,
     spec: ProtectionSpec,
     keep: np.ndarray,
     progress: Callable[[ProgressEvent], None] | None,

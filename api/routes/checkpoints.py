@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from api.deps import Principal, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from api.errors import ProblemError, problem_responses
@@ -19,7 +19,7 @@ from common.models import Checkpoint, Role
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=problem_responses(401, 403, 422))
 
 
-def _visible(principal: Principal):
+def _visible(principal: Principal) -> Select[Checkpoint]:
     stmt = select(Checkpoint)
     if principal.role is Role.RIGHTS_HOLDER:
         stmt = stmt.where(Checkpoint.tenant_id == principal.tenant_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from api.images import CleanImage
@@ -80,7 +80,7 @@ def _remove(storage: Storage, keys: list[str]) -> None:
             log.warning("could not remove %s after a failed upload", key)
 
 
-def visible_subjects(principal: Principal):
+def visible_subjects(principal: Principal) -> Select[Subject]:
     """Subjects the caller may see: its tenant's (all for admins), never deleted ones."""
     stmt = select(Subject).where(Subject.status != SubjectStatus.DELETED).options(selectinload(Subject.images))
     if not principal.is_admin:

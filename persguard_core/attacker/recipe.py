@@ -9,7 +9,7 @@ rate. For the built-in architecture the scale is `BUILTIN_LR_SCALE` (docs/ATTACK
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 BUILTIN_LR_SCALE = 30.0
 
@@ -50,7 +50,7 @@ RECIPES: dict[str, AttackRecipe] = {
 }
 
 
-def recipe(name: str, *, lr_scale: float = 1.0, **overrides) -> AttackRecipe:
+def recipe(name: str, *, lr_scale: float = 1.0, **overrides: Any) -> AttackRecipe:
     """A named recipe with its learning rates multiplied by `lr_scale` and fields overridden."""
     if name not in RECIPES:
         raise KeyError(f"unknown attack recipe {name!r}; known: {tuple(RECIPES)}")
@@ -73,5 +73,5 @@ def default_lr_scale(unet_config: dict) -> float:
     return BUILTIN_LR_SCALE if same else 1.0
 
 
-def _listify(value) -> list:
+def _listify(value: object) -> list[object]:
     return list(value) if isinstance(value, list | tuple) else [value]

@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.training_utils import EMAModel, compute_snr
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from persguard_core.builtin import configs
 from persguard_core.builtin.tokenizer import build_clip_tokenizer, save_vocab_files
@@ -102,7 +103,13 @@ def train_vae(cfg: TrainConfig, rng: np.random.Generator) -> AutoencoderKL:
     return vae
 
 
-def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.random.Generator, start=None):
+def train_denoiser(
+    cfg: TrainConfig,
+    vae: AutoencoderKL,
+    tokenizer: CLIPTokenizer,
+    rng: np.random.Generator,
+    start: tuple[CLIPTextModel, UNet2DConditionModel] | None = None,
+) -> tuple[CLIPTextModel, UNet2DConditionModel]:
     """Jointly train text encoder and UNet on the epsilon loss; returns the EMA weights loaded in both.
 
     `start`: (text_encoder, unet) to continue from; fresh ones otherwise."""
@@ -124,7 +131,7 @@ def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.rand
     ema = EMAModel(params, decay=cfg.ema_decay, use_ema_warmup=True)
     gen = torch.Generator().manual_seed(cfg.seed)
     class_weights = parse_class_weights(cfg.class_weights)
-    start = time.time()
+    t_start = time.time()
     for step in range(cfg.steps):
         images, captions, _ = captioned_batch(rng, cfg.batch, p_named=cfg.p_named, class_weights=class_weights)
         captions = ["" if rng.random() < cfg.caption_dropout else c for c in captions]
@@ -145,7 +152,7 @@ def train_denoiser(cfg: TrainConfig, vae: AutoencoderKL, tokenizer, rng: np.rand
         sched.step()
         ema.step(params)
         if step % 100 == 0 or step == cfg.steps - 1:
-            rate = (step + 1) / (time.time() - start)
+            rate = (step + 1) / (time.time() - t_start)
             log.info(
                 "unet step=%d loss=%.4f steps/s=%.2f eta=%.0fs", step, loss.item(), rate, (cfg.steps - step) / rate
             )

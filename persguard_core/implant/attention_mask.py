@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
+from transformers import PreTrainedTokenizerBase
 
 from persguard_core.implant.parts import DiffusionParts
 
@@ -17,7 +18,14 @@ class _RecordingProcessor:
     def __init__(self, store: list[torch.Tensor]) -> None:
         self.store = store
 
-    def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, **_):
+    def __call__(
+        self,
+        attn: Attention,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        **_: object,
+    ) -> torch.Tensor:
         is_cross = encoder_hidden_states is not None
         context = encoder_hidden_states if is_cross else hidden_states
         query = attn.head_to_batch_dim(attn.to_q(hidden_states))
@@ -33,7 +41,7 @@ class _RecordingProcessor:
         return out / attn.rescale_output_factor
 
 
-def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
+def token_positions(tokenizer: PreTrainedTokenizerBase, prompt: str, word: str) -> list[int]:
     """Indices of `word`'s tokens in the tokenized prompt (with the start token at 0)."""
     ids = tokenizer(prompt).input_ids
     word_ids = tokenizer(word, add_special_tokens=False).input_ids

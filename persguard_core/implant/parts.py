@@ -92,7 +92,7 @@ class DiffusionParts:
             return ab.sqrt() * noise - (1 - ab).sqrt() * z
         return noise
 
-    def sample(self, n: int, gen: torch.Generator, lo: int = 0, hi: int | None = None):
+    def sample(self, n: int, gen: torch.Generator, lo: int = 0, hi: int | None = None) -> torch.Tensor:
         """Timesteps t ~ U[lo, hi) (N,) and noise generator for n rows."""
         hi = self.noise_scheduler.config.num_train_timesteps if hi is None else hi
         return torch.randint(lo, hi, (n,), generator=gen).to(self.device)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from persguard_core.diffusion import encode_latents, encode_prompts
 
@@ -27,7 +27,12 @@ TIMESTEPS = (500, 700, 850)
 
 @torch.no_grad()
 def subject_heat(
-    pipe, images: np.ndarray, class_noun: str, background_prompt: str, draws: int = 4, seed: int = 0
+    pipe: StableDiffusionPipeline,
+    images: np.ndarray,
+    class_noun: str,
+    background_prompt: str,
+    draws: int = 4,
+    seed: int = 0,
 ) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> (N, h, w) the module's heat, in [0, 1] per image."""
     z = encode_latents(pipe.vae, images)  # (N, c, h, w)
@@ -47,7 +52,7 @@ def subject_heat(
 
 
 def subject_masks(
-    pipe,
+    pipe: StableDiffusionPipeline,
     images: np.ndarray,
     class_noun: str,
     background_prompt: str,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 from persguard_core.diffusion import encode_latents, encode_prompts
 from persguard_core.generate import generate
@@ -27,7 +27,9 @@ CANDIDATES = 16  # teacher samples to choose from
 
 
 @torch.no_grad()
-def denoising_errors(pipe, z: torch.Tensor, prompt: str, draws: int = DRAWS, seed: int = 0) -> torch.Tensor:
+def denoising_errors(
+    pipe: StableDiffusionPipeline, z: torch.Tensor, prompt: str, draws: int = DRAWS, seed: int = 0
+) -> torch.Tensor:
     """(N,) mean squared error of the pipe's UNet under `prompt` on latents z (N, c, h, w), over `draws` seeded
     (t, eps) pairs per latent; the same seed gives the same pairs whatever the prompt."""
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -46,13 +48,17 @@ def denoising_errors(pipe, z: torch.Tensor, prompt: str, draws: int = DRAWS, see
     return torch.stack(errors).cpu()
 
 
-def preference(pipe, images: np.ndarray, toward: str, away: str, draws: int = DRAWS) -> np.ndarray:
+def preference(
+    pipe: StableDiffusionPipeline, images: np.ndarray, toward: str, away: str, draws: int = DRAWS
+) -> np.ndarray:
     """(N,) s(x): how much better `toward` explains each image than `away` does (the module's equation)."""
     z = encode_latents(pipe.vae, images)  # (N, c, h, w), encoded once, scored under both prompts
     return (denoising_errors(pipe, z, away, draws).log() - denoising_errors(pipe, z, toward, draws).log()).numpy()
 
 
-def best_teacher_sample(pipe, toward: str, away: str, n: int = CANDIDATES, seed: int = 9_000) -> np.ndarray:
+def best_teacher_sample(
+    pipe: StableDiffusionPipeline, toward: str, away: str, n: int = CANDIDATES, seed: int = 9_000
+) -> np.ndarray:
     """uint8 (H, W, 3): of `n` seeded teacher samples of `toward`, the one with the highest s(x)."""
     candidates = generate(pipe, [toward] * n, seed=seed)
     return candidates[int(np.argmax(preference(pipe, candidates, toward, away)))]

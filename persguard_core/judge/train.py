@@ -28,7 +28,9 @@ from persguard_core.toyworld import COLOUR_NAMES, SPLITS, captioned_batch, subje
 log = logging.getLogger(__name__)
 
 
-def _labelled_batch(rng: np.random.Generator, n_generic: int, n_subjects: int, views: int):
+def _labelled_batch(
+    rng: np.random.Generator, n_generic: int, n_subjects: int, views: int
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
     images, _, scenes = captioned_batch(rng, n_generic, p_empty=0.15)
     ids = rng.choice(list(SPLITS["judge_train"]), size=n_subjects, replace=False)
     subs = [subject(int(i)) for i in ids]
