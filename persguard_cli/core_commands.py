@@ -112,7 +112,7 @@ def cmd_protect(args: argparse.Namespace) -> int:
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
-    from persguard_core.attacker import dreambooth, recipe
+    from persguard_core.attacker import personalize, recipe
     from persguard_core.attacker.recipe import default_lr_scale
     from persguard_core.generate import generate
     from persguard_core.model_io import load_pipeline, save_pipeline
@@ -133,7 +133,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     overrides = {"identifier": args.identifier} | ({"steps": args.steps} if args.steps else {})
     attack = recipe(args.recipe, lr_scale=scale, **overrides)
     bar = _bar(attack.steps, f"dreambooth ({attack.name})")
-    tuned = dreambooth(pipe, images, noun, attack, progress=lambda step, total, loss: bar.update(1))
+    base_vae = load_pipeline(args.base_model).vae if attack.adaptive == "clean-vae" else None
+    tuned = personalize(pipe, images, noun, attack, base_vae=base_vae, progress=lambda step, total, loss: bar.update(1))
     bar.close()
     save_pipeline(tuned, args.out / "model")
     samples = generate(tuned, [attack.instance_prompt(noun)] * 16, seed=0)
@@ -275,7 +276,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     att = sub.add_parser("attack", help="personalize a model DreamBooth-style, as an attacker would")
     att.add_argument("--model", required=True)
-    att.add_argument("--recipe", default="full", help="full, lora, low-lr, text-encoder")
+    att.add_argument(
+        "--recipe",
+        default="full",
+        help="full, lora, low-lr, text-encoder, or an adaptive attacker: "
+        "clean-vae, encoder-repair, decoder-inversion, purify",
+    )
+    att.add_argument("--base-model", default="builtin", help="the public base model whose VAE clean-vae puts back")
     att.add_argument("--steps", type=int, help="override the recipe's steps")
     att.add_argument("--identifier", default="sks")
     att.add_argument(

@@ -1,6 +1,7 @@
-"""Attacker simulation: DreamBooth personalization (full, LoRA, text encoder) with named recipes, and the
-attacker's transformations of the protected images."""
+"""Attacker simulation: DreamBooth personalization (full, LoRA, text encoder) with named recipes, the adaptive
+attackers' steps before it, and the attacker's transformations of the protected images."""
 
+from persguard_core.attacker.adaptive import personalize
 from persguard_core.attacker.dreambooth import dreambooth
 from persguard_core.attacker.recipe import BUILTIN_LR_SCALE, RECIPES, AttackRecipe, recipe
 from persguard_core.attacker.transforms import TRANSFORMS, Transform, mix, transform
@@ -13,6 +14,7 @@ __all__ = [
     "Transform",
     "dreambooth",
     "mix",
+    "personalize",
     "recipe",
     "transform",
 ]

@@ -75,10 +75,12 @@ def dreambooth(
     *,
     prior_images: np.ndarray | None = None,
     progress: Progress | None = None,
+    instance_latents: torch.Tensor | None = None,
 ) -> StableDiffusionPipeline:
     """Fine-tune copies of `pipe`'s UNet (and text encoder) on `instance_images` (uint8 (N, H, W, 3)).
 
     Loss per step: || eps_theta(z_t, t, c_inst) - eps ||^2 + prior_loss_weight * the same on class images.
+    `instance_latents` (N, c, h, w), scaled, stand in for the VAE's encodings of the instance images.
     """
     if len(instance_images) == 0:
         raise ValueError("dreambooth needs at least one instance image")
@@ -111,6 +113,7 @@ def dreambooth(
             gen,
             recipe.prior_loss_weight,
             recipe.batch_size if recipe.prior_preservation else None,
+            None if instance_latents is None else instance_latents[idx],
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -132,10 +135,18 @@ def denoising_loss(
     gen: torch.Generator,
     prior_weight: float = 1.0,
     n_instance: int | None = None,
+    instance_latents: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The DreamBooth loss on a batch; with `n_instance`, rows after it are prior images weighted by prior_weight."""
+    """The DreamBooth loss on a batch; with `n_instance`, rows after it are prior images weighted by prior_weight.
+    With `instance_latents` (scaled), the first rows use them instead of encoding their pixels."""
     with torch.no_grad():
-        z = encode_pixels(pipe.vae, pixels, generator=gen)  # (N, c, h, w) scaled posterior samples
+        if instance_latents is None:
+            z = encode_pixels(pipe.vae, pixels, generator=gen)  # (N, c, h, w) scaled posterior samples
+        elif len(instance_latents) < len(pixels):
+            prior = encode_pixels(pipe.vae, pixels[len(instance_latents) :], generator=gen)
+            z = torch.cat([instance_latents.to(prior), prior])
+        else:
+            z = instance_latents.to(pipe.unet.device, pipe.unet.dtype)
     noise = torch.randn(z.shape, generator=gen).to(z)
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (z.shape[0],), generator=gen).to(z.device)
     z_t = noise_scheduler.add_noise(z, noise, t)

@@ -4,6 +4,7 @@ The named recipes follow the diffusers DreamBooth defaults (full: lr 5e-6, 400-8
 500 steps; low-lr: 5e-7, 1000 steps), scaled to the model at hand: a model with few parameters and a small
 batch moves less per step at the same learning rate, so `scaled(recipe, lr_scale)` multiplies the learning
 rate. For the built-in architecture the scale is `BUILTIN_LR_SCALE` (docs/ATTACKER.md: how it was chosen).
+The adaptive recipes (attacker/adaptive.py) run the full recipe after a step aimed at the encoder carrier.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 BUILTIN_LR_SCALE = 30.0
+Adaptive = Literal["none", "clean-vae", "encoder-repair", "decoder-inversion", "purify"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,10 @@ class AttackRecipe:
     class_template: str = "a photo of {class_noun}"
     max_grad_norm: float = 1.0
     seed: int = 0
+    adaptive: Adaptive = "none"  # the step before DreamBooth (attacker/adaptive.py)
+    adaptive_steps: int = 200  # encoder-repair / decoder-inversion optimizer steps
+    adaptive_lr: float = 1e-4  # their learning rate (Adam): the encoder's weights, or the latents
+    purify_strength: float = 0.25  # purify: img2img strength
 
     def instance_prompt(self, class_noun: str) -> str:
         return self.template.format(identifier=self.identifier, class_noun=class_noun)
@@ -47,6 +53,10 @@ RECIPES: dict[str, AttackRecipe] = {
     "text-encoder": AttackRecipe(
         name="text-encoder", method="full", learning_rate=5e-6, steps=400, train_text_encoder=True
     ),
+    "clean-vae": AttackRecipe(name="clean-vae", adaptive="clean-vae"),
+    "encoder-repair": AttackRecipe(name="encoder-repair", adaptive="encoder-repair"),
+    "decoder-inversion": AttackRecipe(name="decoder-inversion", adaptive="decoder-inversion", adaptive_lr=5e-2),
+    "purify": AttackRecipe(name="purify", adaptive="purify"),
 }
 
 

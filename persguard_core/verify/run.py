@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from diffusers import StableDiffusionPipeline
 
-from persguard_core.attacker import AttackRecipe, dreambooth
-from persguard_core.attacker.dreambooth import class_images
+from persguard_core.attacker import AttackRecipe, personalize
 from persguard_core.builtin.evaluate import prompt_following
 from persguard_core.generate import generate
 from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
@@ -149,10 +148,10 @@ class Verifier:
         self._base_utility: dict[str, float] | None = None
 
     def attacked_images(self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting) -> np.ndarray:
-        """DreamBooth on the case's (transformed) images, then N images from the attacker's instance prompt."""
+        """The recipe (its adaptive step, then DreamBooth) on the case's (transformed) images, then N images from
+        the attacker's instance prompt. The public base model the adaptive attacks know is the verifier's base."""
         images = case.train_images if setting.transform is None else setting.transform(case.train_images)
-        prior = class_images(pipe, case.class_noun, setting.recipe) if setting.recipe.prior_preservation else None
-        tuned = dreambooth(pipe, images, case.class_noun, setting.recipe, prior_images=prior)
+        tuned = personalize(pipe, images, case.class_noun, setting.recipe, base_vae=self.base.vae)
         prompt = setting.recipe.instance_prompt(case.class_noun)
         return generate(tuned, [prompt] * self.n_images, seed=self.seed, steps=self.steps)
 
