@@ -26,6 +26,7 @@ from persguard_core.builtin.evaluate import prompt_following
 from persguard_core.generate import generate
 from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
 from persguard_core.spec import Behaviour, TargetBehaviour
+from persguard_core.verify.detect import detectability
 from persguard_core.verify.protective import protective_output, target_class
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class VerificationResult:
     utility: dict[str, float]
     pre_attack: dict[str, float]
     n_images: int
+    detectability: dict[str, float] = field(default_factory=dict)  # verify/detect.py
 
     def summary(self) -> dict[str, float]:
         """The figures over all cases; with protected subjects of several behaviours, also PSR per behaviour
@@ -90,6 +92,7 @@ class VerificationResult:
             **self.utility,
             **self.pre_attack,
             **_psr_by_behaviour(prot),
+            **self.detectability,
         }
 
 
@@ -226,6 +229,17 @@ class Verifier:
             rates.append(float(protective_output(images, case.behaviour, self.judge).mean()))
         return {"pre_attack_leakage_ratio": _mean(ratios), "pre_attack_protective_rate": _mean(rates)}
 
+    def detection(
+        self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case]
+    ) -> dict[str, float]:
+        """verify/detect.py's figures: the weights against the base, and the protected subjects' photos (what the
+        attacker holds) against the unprotected ones' in one VAE round trip."""
+        if not unprotected:
+            return {}
+        subject_photos = np.concatenate([c.train_images for c in protected])
+        other_photos = np.concatenate([c.train_images for c in unprotected])
+        return detectability(pipe, self.base, subject_photos, other_photos)
+
     def verify(
         self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting
     ) -> VerificationResult:
@@ -238,6 +252,7 @@ class Verifier:
             self.utility(pipe, protected),
             self.pre_attack(pipe, protected, trigger),
             self.n_images,
+            self.detection(pipe, protected, unprotected),
         )
         log.info("verified %s: %s", setting.name, result.summary())
         return result
