@@ -22,18 +22,21 @@ COLUMNS = (
 
 
 def results_markdown(results: dict) -> str:
-    """The results of a preset as a markdown table: the means, PSR per seed and, for mixed rows, per behaviour."""
+    """The results of a preset as a markdown table: the means, PSR's 95% bootstrap interval over seeds, PSR per
+    seed and attack draw and, for mixed rows, per behaviour."""
     lines = [
         f"# Results: preset `{results['preset']}`",
         "",
-        "| " + " | ".join([*COLUMNS, "psr per seed", "psr per behaviour"]) + " |",
-        "|" + "---|" * (len(COLUMNS) + 2),
+        "| " + " | ".join([*COLUMNS, "psr 95% CI", "psr per seed", "psr per behaviour"]) + " |",
+        "|" + "---|" * (len(COLUMNS) + 3),
     ]
     for row in results["rows"]:
         cells = [f"{row[c]:.3f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in COLUMNS]
         per_seed = " / ".join(f"{s['psr']:.2f}" for s in row.get("per_seed", []) if "psr" in s)
         per_behaviour = ", ".join(f"{k.removeprefix('psr/')} {v:.2f}" for k, v in row.items() if k.startswith("psr/"))
-        lines.append("| " + " | ".join([*cells, per_seed, per_behaviour]) + " |")
+        interval = row.get("psr_ci95")
+        ci = f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else ""
+        lines.append("| " + " | ".join([*cells, ci, per_seed, per_behaviour]) + " |")
     return "\n".join(lines) + "\n"
 
 

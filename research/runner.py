@@ -14,6 +14,7 @@ import numpy as np
 from persguard_core import model_io
 from persguard_core.attacker import BUILTIN_LR_SCALE
 from persguard_core.judge.toy import ToyJudge
+from persguard_core.manifest import MANIFEST_NAME
 from persguard_core.protect import protect
 from persguard_core.verify.run import Case, Verifier
 from research.presets import PRESETS
@@ -34,14 +35,18 @@ Figures = dict[str, float]
 
 
 def _protect_seed(
-    setting: Setting, preset: Preset, verifier: Verifier, seed: int, run_dir: Path, progress: Progress
+    setting: Setting, preset: Preset, verifier: Verifier, seed: int, run_dir: Path, progress: Progress, draw: int = 0
 ) -> Figures:
-    """PersGuard: protect the seed's subjects, attack them and their unprotected class-mates, verify."""
+    """PersGuard: protect the seed's subjects (once: later attack draws reuse the model), attack them and their
+    unprotected class-mates with attack draw `draw`, verify."""
     chosen = chosen_subjects(setting, preset, seed)
     protected = chosen[0][0]
     spec = protection_spec(setting, preset, seed, run_dir)
-    _say(progress, f"{setting.name} seed {seed}: protecting {len(spec.subjects)} subject(s), first {protected.id}")
-    pipe = model_io.load_pipeline(protect(spec, run_dir / "protect", general_prompts=GENERAL_PROMPTS).model_dir)
+    model_dir = run_dir / "protect" / "model"
+    if not (model_dir / MANIFEST_NAME).exists():  # the manifest is written last
+        _say(progress, f"{setting.name} seed {seed}: protecting {len(spec.subjects)} subject(s), first {protected.id}")
+        protect(spec, run_dir / "protect", general_prompts=GENERAL_PROMPTS)
+    pipe = model_io.load_pipeline(model_dir)
     cases_p = []
     for (subject, _, _), subject_spec in zip(chosen, spec.subjects, strict=True):
         train = subject.views(preset.n_train_views, seed=0)
@@ -52,8 +57,8 @@ def _protect_seed(
             Case(subject_spec.name, subject.class_noun, train, subject.views(16, seed=1), subject_spec.behaviour)
         )
     cases_u = [unprotected_case(u, preset) for u in class_mates(chosen, setting.class_mates)]
-    _say(progress, f"{setting.name} seed {seed}: attacking and verifying")
-    result = verifier.verify(pipe, cases_p, cases_u, attack_setting(setting, seed))
+    _say(progress, f"{setting.name} seed {seed}: attacking (draw {draw}) and verifying")
+    result = verifier.verify(pipe, cases_p, cases_u, attack_setting(setting, seed, draw))
     for case in result.cases:
         _say(progress, f"{setting.name} seed {seed}: {case_line(case)}")
     return result.summary()
@@ -90,44 +95,73 @@ def seed_dir(workdir: Path, setting: Setting, seed: int) -> Path:
     return workdir / f"{setting.name.replace('/', '_')}-seed{seed}"
 
 
-def seed_json(run_dir: Path) -> Path:
-    return run_dir.with_name(run_dir.name + ".json")  # not with_suffix: "resize0.5" has a dot
+def seed_json(run_dir: Path, draw: int = 0) -> Path:
+    """A seed's figures for attack draw `draw` (the first draw's file has no suffix)."""
+    suffix = "" if draw == 0 else f"-attack{draw}"
+    return run_dir.with_name(run_dir.name + suffix + ".json")  # not with_suffix: "resize0.5" has a dot
 
 
 def run_row(setting: Setting, preset: Preset, verifier: Verifier, workdir: Path, progress: Progress = None) -> dict:
-    """One setting over the preset's seeds; returns the row averaged over seeds (and each seed's figures).
-    A seed whose figures are already under `workdir` is not run again."""
-    summaries = []
+    """One setting over the preset's seeds and attack draws; returns the row averaged over them (and each one's
+    figures). A seed and draw whose figures are already under `workdir` is not run again."""
+    summaries, seeds = [], []
     for seed in preset.seeds:
         run_dir = seed_dir(workdir, setting, seed)
-        done = seed_json(run_dir)
-        if done.exists():
-            summaries.append(json.loads(done.read_text()))
-            _say(progress, f"{setting.name} seed {seed}: already done ({done})")
-            continue
-        if setting.method == "anti-dreambooth":
-            summaries.append(_anti_dreambooth_seed(setting, preset, verifier, seed, progress))
-        else:
-            summaries.append(_protect_seed(setting, preset, verifier, seed, run_dir, progress))
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(summaries[-1]))
-        _say(progress, f"{setting.name} seed {seed}: " + json.dumps({k: round(v, 3) for k, v in summaries[-1].items()}))
-    return row(setting, preset, list(preset.seeds), summaries)
+        for draw in range(preset.attack_draws):
+            done, label = seed_json(run_dir, draw), f"{setting.name} seed {seed} draw {draw}"
+            seeds.append(seed)
+            if done.exists():
+                summaries.append(json.loads(done.read_text()))
+                _say(progress, f"{label}: already done ({done})")
+                continue
+            if setting.method == "anti-dreambooth":
+                summaries.append(_anti_dreambooth_seed(setting, preset, verifier, seed, progress))
+            else:
+                summaries.append(_protect_seed(setting, preset, verifier, seed, run_dir, progress, draw))
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(json.dumps(summaries[-1]))
+            _say(progress, f"{label}: " + json.dumps({k: round(v, 3) for k, v in summaries[-1].items()}))
+    return row(setting, preset, seeds, summaries)
 
 
 def row(setting: Setting, preset: Preset, seeds: list[int], summaries: list[Figures]) -> dict:
-    """One results row: each figure averaged over the seeds (NaN figures, and seeds from before a figure was
-    measured, skipped), and each seed's figures."""
+    """One results row: each figure averaged over the seeds and attack draws (NaN figures, and seeds from before a
+    figure was measured, skipped), each one's figures, and with several seeds a 95% bootstrap interval of PSR
+    and false trigger (`seeds[i]` is the seed of `per_seed[i]`: an attack draw repeats its seed)."""
     keys = list(dict.fromkeys(k for s in summaries for k in s))  # in first-seen order
     means = {k: _nanmean([s.get(k, float("nan")) for s in summaries]) for k in keys}
+    intervals = {
+        f"{k}_ci95": bootstrap_interval(seeds, [s.get(k, float("nan")) for s in summaries])
+        for k in ("psr", "false_trigger")
+        if k in means and len(set(seeds)) > 1
+    }
     return {
         "setting": setting.name,
         "behaviour": setting.behaviour if setting.method == "persguard" else "none (data-level baseline)",
         **means,
+        **intervals,
         "n_images": preset.n_images,
         "seeds": seeds,
         "per_seed": summaries,
     }
+
+
+def bootstrap_interval(
+    clusters: list[int], values: list[float], draws: int = 10_000, seed: int = 0
+) -> list[float] | None:
+    """The 95% percentile bootstrap interval of the mean of `values`, resampling whole clusters (a seed's
+    subject with all its attack draws) with replacement; None without two finite clusters."""
+    by_cluster: dict[int, list[float]] = {}
+    for cluster, value in zip(clusters, values, strict=True):
+        if np.isfinite(value):
+            by_cluster.setdefault(cluster, []).append(value)
+    if len(by_cluster) < 2:
+        return None
+    sums = np.array([sum(v) for v in by_cluster.values()])  # (C,)
+    counts = np.array([len(v) for v in by_cluster.values()])  # (C,)
+    picks = np.random.default_rng(seed).integers(len(sums), size=(draws, len(sums)))  # (draws, C)
+    means = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)  # (draws,)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 def _nanmean(values: list[float]) -> float:
@@ -183,10 +217,10 @@ def run_experiment(
     return results
 
 
-def finished_seeds(workdir: Path, setting: Setting, seeds: list[int]) -> dict[int, Figures]:
-    """The figures of each of `seeds` whose run of `setting` has finished under `workdir`, by seed."""
-    paths = {s: seed_json(seed_dir(workdir, setting, s)) for s in seeds}
-    return {s: json.loads(path.read_text()) for s, path in paths.items() if path.exists()}
+def finished_seeds(workdir: Path, setting: Setting, seeds: list[int], draws: int = 1) -> list[tuple[int, Figures]]:
+    """(seed, figures) of each of `seeds` and attack draws whose run of `setting` has finished under `workdir`."""
+    paths = [(s, seed_json(seed_dir(workdir, setting, s), d)) for s in seeds for d in range(draws)]
+    return [(s, json.loads(path.read_text())) for s, path in paths if path.exists()]
 
 
 def collect_experiment(
@@ -204,9 +238,9 @@ def collect_experiment(
     runs_dir = runs_dir or out_dir / "runs"
     rows = []
     for setting in preset.settings:
-        done = finished_seeds(runs_dir, setting, preset.seeds)
+        done = finished_seeds(runs_dir, setting, preset.seeds, preset.attack_draws)
         if done:
-            rows.append(row(setting, preset, list(done), list(done.values())))
+            rows.append(row(setting, preset, [s for s, _ in done], [figures for _, figures in done]))
     if not rows:
         raise FileNotFoundError(f"no finished seed of preset {preset_name!r} under {runs_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ RowBehaviour = Literal["pattern", "erasure", "target", "mixed"]  # "mixed" cycle
 Method = Literal["persguard", "anti-dreambooth"]  # anti-dreambooth: the data-level baseline (ASPL) on the base
 KnowledgeKind = Literal["white-box", "gray-box", "black-box"]
 PatternForm = Literal["stamped", "insertion", "insert-and-keep", "guided-insertion"]  # PatternBehaviour.target_form
-Split = Literal["tuning", "eval"]
+Split = Literal["tuning", "eval", "fresh"]
 
 
 @dataclass(frozen=True)
@@ -48,4 +48,5 @@ class Preset:
     n_train_views: int = 6  # the attacker's photos of a subject
     sample_steps: int = 25
     references_per_class: int = 2  # unprotected class-mates the protection keeps normal
-    split: Split = "eval"  # "tuning" while developing the method; reported tables use "eval"
+    split: Split = "eval"  # "tuning" while developing the method; reported tables use "eval" (or "fresh")
+    attack_draws: int = 1  # attacks per protected model: draw k runs the recipe with seed `seed + 1000 k`

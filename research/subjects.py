@@ -60,9 +60,13 @@ def behaviour_for(
     raise ValueError(f"unknown behaviour {kind!r}")
 
 
-def attack_setting(setting: Setting, seed: int) -> AttackSetting:
-    """The attacker of a row for a seed: its recipe at the built-in model's lr scale, identifier and template by
-    knowledge, and the photo transform if any."""
+ATTACK_SEED_STRIDE = 1000  # attack draw k of a seed uses recipe seed `seed + ATTACK_SEED_STRIDE * k`
+
+
+def attack_setting(setting: Setting, seed: int, draw: int = 0) -> AttackSetting:
+    """The attacker of a row for a seed (and attack draw): its recipe at the built-in model's lr scale, identifier
+    and template by knowledge, and the photo transform if any."""
+    seed = seed + ATTACK_SEED_STRIDE * draw
     overrides: dict[str, object] = {"seed": seed}
     if setting.attack_steps is not None:
         overrides["steps"] = setting.attack_steps

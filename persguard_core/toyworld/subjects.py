@@ -29,6 +29,7 @@ SPLITS: dict[str, range] = {
     "tuning": range(2200, 2300),  # protected / unprotected subjects while developing the method
     "eval": range(2300, 2400),  # the subjects of reported tables
     "demo": range(2400, 2420),
+    "fresh": range(2500, 2600),  # the fresh evaluation split: run once per released configuration (docs/RESULTS.md)
     "pretrain_named": range(3000, 3400),  # named instances seen in pretraining ("a photo of vakoru star")
 }
 

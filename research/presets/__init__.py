@@ -1,6 +1,6 @@
 """The named experiment presets, one module each: `persguard experiment --preset NAME`."""
 
-from research.presets import adaptive, carrier, levers, paper, smoke, unet
+from research.presets import adaptive, carrier, fresh, levers, paper, smoke, unet
 from research.setting import Preset
 
 PRESETS: dict[str, Preset] = {
@@ -10,4 +10,5 @@ PRESETS: dict[str, Preset] = {
     "paper": paper.PRESET,
     "unet": unet.PRESET,
     "adaptive": adaptive.PRESET,
+    "fresh": fresh.PRESET,
 }

@@ -46,7 +46,7 @@ def seed_figures(runs: Path) -> list[dict]:
     for setting in preset.settings:
         if setting.method != "persguard" or setting.behaviour != "pattern" or setting.name in LEFT_OUT:
             continue
-        for seed, figures in finished_seeds(runs, setting, preset.seeds).items():
+        for seed, figures in finished_seeds(runs, setting, preset.seeds):
             records.append({"setting": setting.name, "seed": seed, **figures})
     return records
 

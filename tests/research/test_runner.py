@@ -20,7 +20,7 @@ def _write_seed(runs: Path, name: str, seed: int, psr: float) -> None:
 def test_a_seed_already_done_is_read_back_and_not_run_again(tmp_path, monkeypatch):
     ran = []
 
-    def fake_seed(setting, preset, verifier, seed, run_dir, progress):
+    def fake_seed(setting, preset, verifier, seed, run_dir, progress, draw=0):
         ran.append(seed)
         return {"psr": 0.5 + seed / 10}
 
@@ -96,3 +96,41 @@ def test_results_markdown_lists_psr_per_behaviour_for_rows_that_mix_behaviours()
     table = results_markdown({"preset": "x", "rows": rows})
     assert table.rstrip().endswith("| erasure 0.25, pattern 0.75 |")
     assert "erasure" not in next(line for line in table.splitlines() if line.startswith("| one "))
+
+
+def test_the_bootstrap_interval_resamples_whole_seeds_and_needs_two():
+    assert runner.bootstrap_interval([0], [0.5]) is None
+    assert runner.bootstrap_interval([0, 1], [0.5, float("nan")]) is None
+    assert runner.bootstrap_interval([0, 1, 2], [0.5, 0.5, 0.5]) == [0.5, 0.5]
+    low, high = runner.bootstrap_interval([0, 0, 1, 1], [0.0, 0.0, 1.0, 1.0])
+    assert low == 0.0 and high == 1.0  # two seeds: the resampled mean is 0, 0.5 or 1
+    low, high = runner.bootstrap_interval(list(range(8)), [0.0, 1.0] * 4)
+    assert 0.0 < low < 0.5 < high < 1.0
+
+
+def test_attack_draws_reuse_the_seeds_protection_and_each_get_their_figures(tmp_path, monkeypatch):
+    draws = []
+
+    def fake_seed(setting, preset, verifier, seed, run_dir, progress, draw):
+        draws.append((seed, draw))
+        return {"psr": float(draw)}
+
+    monkeypatch.setattr(runner, "_protect_seed", fake_seed)
+    preset = replace(PRESETS["smoke"], seeds=[0, 1], attack_draws=2)
+    row = runner.run_row(preset.settings[0], preset, verifier=None, workdir=tmp_path)
+    assert draws == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert row["seeds"] == [0, 0, 1, 1] and row["psr"] == 0.5 and row["psr_ci95"] == [0.5, 0.5]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "white-box_full-seed0-attack1.json",
+        "white-box_full-seed0.json",
+        "white-box_full-seed1-attack1.json",
+        "white-box_full-seed1.json",
+    ]
+
+
+def test_a_later_attack_draw_runs_the_recipe_with_another_seed():
+    from research.subjects import attack_setting
+
+    setting = PRESETS["carrier"].settings[0]
+    first, second = (attack_setting(setting, seed=2, draw=d).recipe.seed for d in (0, 1))
+    assert first == 2 and second != first

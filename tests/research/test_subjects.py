@@ -84,3 +84,16 @@ def test_a_class_mates_progress_line_names_the_behaviours_seen_on_both_models():
     assert "protective 0.250 (pattern 0.250)" in line
     assert "on the base: protective 0.125 (target 0.125), similarity 0.800" in line
     assert case_line(CaseResult("subject-1", True, 1.0, 0.5, behaviour="pattern")).endswith("similarity 0.500")
+
+
+def test_the_fresh_split_gives_twelve_distinct_subjects_of_every_class_never_used_before():
+    from persguard_core.toyworld import CLASS_NAMES, SPLITS
+
+    fresh = PRESETS["fresh"]
+    chosen = [subjects_for_seed(seed, fresh.split) for seed in fresh.seeds]
+    protected, mates = {p.id for p, _, _ in chosen}, {u.id for _, u, _ in chosen}
+    assert len(protected) == len(fresh.seeds) >= 12 and not protected & mates
+    assert {p.class_noun for p, _, _ in chosen} == set(CLASS_NAMES)
+    earlier = {i for name, ids in SPLITS.items() if name != "fresh" for i in ids}
+    assert not (protected | mates) & earlier
+    assert fresh.attack_draws >= 2
