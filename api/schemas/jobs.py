@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from common.models import JobStatus
 
-VerificationPreset = Literal["none", "quick", "full"]
+VerificationPreset = Literal["none", "quick", "full", "adaptive"]
 ProfileName = Literal["fast", "default", "thorough"]
 CarrierName = Literal["encoder", "unet", "unet+encoder"]
 MarkerPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]

@@ -196,6 +196,17 @@ class Verifier:
             samples=images[:8],
         )
 
+    def attack_figures(
+        self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting
+    ) -> dict[str, float]:
+        """PSR and false trigger of one more attacker, without the model-level figures `verify` adds."""
+        behaviours = [c.behaviour for c in protected]
+        cases = [self.run_case(pipe, c, setting, behaviours) for c in protected + unprotected]
+        return {
+            "psr": _mean([c.protective_rate for c in cases if c.protected]),
+            "false_trigger": _mean([c.protective_rate for c in cases if not c.protected]),
+        }
+
     def utility(self, pipe: StableDiffusionPipeline, protected: list[Case]) -> dict[str, float]:
         """Prompt-following drop against the base, and protective outputs on prompts without an identifier.
 

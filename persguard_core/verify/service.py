@@ -2,8 +2,10 @@
 
     summary = verify_protection(model_dir, spec, preset="quick", out_dir=report_dir)
 
-Presets: "quick" (full DreamBooth recipe shortened to 100 steps, 8 images per case) and "full" (the recipe's
-own steps, 16 images). Unprotected cases are the spec's reference sets, personalized with the same recipe.
+Presets: "quick" (full DreamBooth recipe shortened to 100 steps, 8 images per case), "full" (the recipe's
+own steps, 16 images) and "adaptive" (quick, then each adaptive attacker of attacker/adaptive.py at the same size:
+`adaptive/<attacker>/psr` and `adaptive/<attacker>/false_trigger` in the summary). Unprotected cases are the spec's
+reference sets, personalized with the same recipe.
 Needs a judge for the model's images: the toy judge serves the built-in model and models derived from it.
 """
 
@@ -22,7 +24,12 @@ from persguard_core.verify.report import write_report
 from persguard_core.verify.run import AttackSetting, Case, Verifier
 
 log = logging.getLogger(__name__)
-PRESETS = {"quick": {"steps": 100, "n_images": 8}, "full": {"steps": None, "n_images": 16}}
+ADAPTIVE_ATTACKERS = ("clean-vae", "encoder-repair", "decoder-inversion", "purify")
+PRESETS = {
+    "quick": {"steps": 100, "n_images": 8, "adaptive": ()},
+    "full": {"steps": None, "n_images": 16, "adaptive": ()},
+    "adaptive": {"steps": 100, "n_images": 8, "adaptive": ADAPTIVE_ATTACKERS},
+}
 
 
 def verify_protection(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path) -> dict[str, float]:
@@ -50,11 +57,14 @@ def verify_protection(model_dir: Path, spec: ProtectionSpec, preset: str, out_di
         for i, imgs in enumerate(r.images)
     ]
     overrides = {"steps": settings["steps"]} if settings["steps"] else {}
-    template = spec.knowledge.templates[0]
-    attack = recipe(
-        "full", lr_scale=BUILTIN_LR_SCALE, identifier=spec.knowledge.identifiers[0], template=template, **overrides
-    )
+    overrides |= {"identifier": spec.knowledge.identifiers[0], "template": spec.knowledge.templates[0]}
+    attack = recipe("full", lr_scale=BUILTIN_LR_SCALE, **overrides)
     result = verifier.verify(pipe, protected, unprotected, AttackSetting(f"verify/{preset}", attack))
+    summary = result.summary()
+    for name in settings["adaptive"]:
+        adaptive = AttackSetting(f"verify/{preset}/{name}", recipe(name, lr_scale=BUILTIN_LR_SCALE, **overrides))
+        figures = verifier.attack_figures(pipe, protected, unprotected, adaptive)
+        summary |= {f"adaptive/{name}/{key}": value for key, value in figures.items()}
     write_report(result, out_dir)
-    log.info("verification %s of %s: %s", preset, model_dir, result.summary())
-    return result.summary()
+    log.info("verification %s of %s: %s", preset, model_dir, summary)
+    return summary

@@ -110,3 +110,9 @@ def test_deleting_a_subject_cancels_its_queued_jobs(api: ApiEnv) -> None:
     api.client.delete(f"/v1/subjects/{subject['id']}", headers=api.auth(RH))
     after = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth(RH)).json()
     assert after["status"] == "cancelled" and after["error"] == f"subject {subject['id']} was deleted"
+
+
+def test_a_rights_holder_may_ask_for_the_adaptive_verification(api: ApiEnv) -> None:
+    response = protect(api, [make_subject(api)["id"]], verification="adaptive")
+    assert response.status_code == 202, response.text
+    assert response.json()["verification"] == "adaptive"
