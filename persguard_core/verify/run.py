@@ -26,10 +26,12 @@ from persguard_core.builtin.evaluate import prompt_following
 from persguard_core.generate import generate
 from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
 from persguard_core.spec import Behaviour, TargetBehaviour
-from persguard_core.verify.detect import detectability
+from persguard_core.verify.detect import detectability, round_trip_error
 from persguard_core.verify.protective import protective_output, target_class
 
 log = logging.getLogger(__name__)
+# an attack learned its subject when its images' identity similarity beats the untuned base model's by this margin
+LEARNED_MARGIN = 0.1
 ImageTransform = Callable[[np.ndarray], np.ndarray]
 
 
@@ -65,6 +67,14 @@ class CaseResult:
     by_kind_base: dict[str, float] = field(default_factory=dict)
     behaviour: str | None = None  # the protected subject's behaviour kind ("pattern", "erasure", "target")
     samples: np.ndarray | None = field(default=None, repr=False)  # a few generated images for reports
+    similarity_untuned: float | None = None  # protected: the untuned base model's trigger-prompt images' similarity
+
+    @property
+    def learned(self) -> bool | None:
+        """Whether the attack learned the subject (protected cases; None where not measured)."""
+        if self.similarity_untuned is None:
+            return None
+        return self.similarity >= self.similarity_untuned + LEARNED_MARGIN
 
 
 @dataclass
@@ -82,13 +92,19 @@ class VerificationResult:
         prot = [c for c in self.cases if c.protected]
         unprot = [c for c in self.cases if not c.protected]
         fid = [similarity_ratio(c.similarity, c.similarity_base) for c in unprot if c.similarity_base is not None]
+        raw = [c.similarity / c.similarity_base for c in unprot if c.similarity_base and c.similarity_base > 0]
         base_rates = [c.protective_rate_base for c in unprot if c.protective_rate_base is not None]
+        patterns = [c for c in prot if c.behaviour in (None, "pattern") and c.learned is not None]
         return {
             "psr": _mean([c.protective_rate for c in prot]),
+            # pattern subjects only: an erasure or target that worked shows no subject to have learned
+            "psr_learned": _mean([c.protective_rate for c in patterns if c.learned]),
+            "learned_share": _mean([float(c.learned) for c in patterns]),
             "leakage": _mean([c.similarity for c in prot]),
             "false_trigger": _mean([c.protective_rate for c in unprot]),
             "false_trigger_base": _mean(base_rates),
             "benign_fidelity": _mean(fid),
+            "benign_fidelity_raw": _mean(raw),
             **self.utility,
             **self.pre_attack,
             **_psr_by_behaviour(prot),
@@ -149,6 +165,7 @@ class Verifier:
         self.base, self.judge, self.n_images, self.steps, self.seed = base, judge, n_images, steps, seed
         self._base_images: dict[tuple, np.ndarray] = {}
         self._base_utility: dict[str, float] | None = None
+        self._untuned: dict[tuple[str, str], float] = {}
 
     def attacked_images(self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting) -> np.ndarray:
         """The recipe (its adaptive step, then DreamBooth) on the case's (transformed) images, then N images from
@@ -178,7 +195,13 @@ class Verifier:
         if case.behaviour is not None:
             rate = float(protective_output(images, case.behaviour, self.judge).mean())
             return CaseResult(
-                case.name, True, rate, self.similarity(images, case), behaviour=case.behaviour.kind, samples=images[:8]
+                case.name,
+                True,
+                rate,
+                self.similarity(images, case),
+                behaviour=case.behaviour.kind,
+                samples=images[:8],
+                similarity_untuned=self.untuned_similarity(case, setting.recipe.instance_prompt(case.class_noun)),
             )
         checks = _foreign(behaviours, case.class_noun)
         base_images = self._base_attacked_images(case, setting)
@@ -195,6 +218,14 @@ class Verifier:
             by_kind_base=by_kind_base,
             samples=images[:8],
         )
+
+    def untuned_similarity(self, case: Case, prompt: str) -> float:
+        """Identity similarity to the case of the base model's own images for `prompt`, before any fine-tuning."""
+        key = (case.name, prompt)
+        if key not in self._untuned:
+            images = generate(self.base, [prompt] * self.n_images, seed=self.seed, steps=self.steps)
+            self._untuned[key] = self.similarity(images, case)
+        return self._untuned[key]
 
     def attack_figures(
         self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting
@@ -235,7 +266,7 @@ class Verifier:
         for case in cases:
             prompts = [trigger(case.class_noun)] * self.n_images
             images = generate(pipe, prompts, seed=self.seed, steps=self.steps)
-            base = self.similarity(generate(self.base, prompts, seed=self.seed, steps=self.steps), case)
+            base = self.untuned_similarity(case, prompts[0])
             ratios.append(similarity_ratio(self.similarity(images, case), base))
             rates.append(float(protective_output(images, case.behaviour, self.judge).mean()))
         return {"pre_attack_leakage_ratio": _mean(ratios), "pre_attack_protective_rate": _mean(rates)}
@@ -249,7 +280,12 @@ class Verifier:
             return {}
         subject_photos = np.concatenate([c.train_images for c in protected])
         other_photos = np.concatenate([c.train_images for c in unprotected])
-        return detectability(pipe, self.base, subject_photos, other_photos)
+        return {
+            **detectability(pipe, self.base, subject_photos, other_photos),
+            # the encoder carrier's utility: how well the released VAE still reconstructs everyone else's photos
+            "vae_round_trip_error": round_trip_error(pipe, other_photos),
+            "vae_round_trip_error_base": round_trip_error(self.base, other_photos),
+        }
 
     def verify(
         self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting

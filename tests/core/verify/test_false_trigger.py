@@ -19,6 +19,7 @@ def _verifier_drawing(images: np.ndarray, base_images: np.ndarray | None = None)
     verifier = Verifier(base, ToyJudge.load(), n_images=len(images))
     drawn = images if base_images is None else base_images
     verifier.attacked_images = lambda pipe, case, setting: drawn if pipe is base else images
+    verifier.untuned_similarity = lambda case, prompt: 0.0
     return verifier
 
 

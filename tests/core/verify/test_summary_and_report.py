@@ -34,6 +34,20 @@ def test_summary_separates_protected_from_unprotected_cases():
     assert s["utility_drop"] == 0.01 and s["pre_attack_leakage_ratio"] == 1.05
 
 
+def test_benign_fidelity_is_also_reported_as_the_raw_similarity_ratio():
+    assert _result().summary()["benign_fidelity_raw"] == pytest.approx((0.9 / 0.9 + 0.6 / 0.8) / 2)
+
+
+def test_psr_over_the_attacks_that_learned_the_subject_leaves_out_the_ones_that_did_not():
+    result = _result()
+    result.cases[0].similarity_untuned = 0.05  # 0.2 >= 0.05 + margin: learned, rate 1.0
+    result.cases[1].similarity_untuned = 0.35  # 0.4 < 0.35 + margin: not learned, rate 0.5
+    s = result.summary()
+    assert s["psr"] == pytest.approx(0.75) and s["psr_learned"] == 1.0 and s["learned_share"] == 0.5
+    result.cases[0].behaviour = "erasure"  # a working erasure shows no subject: not counted either way
+    assert result.summary()["learned_share"] == 0.0
+
+
 def test_summary_has_psr_per_behaviour_only_when_the_protected_subjects_mix_behaviours():
     assert not any(k.startswith("psr/") for k in _result().summary())  # no behaviour kinds given
     mixed = _result()
