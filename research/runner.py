@@ -65,7 +65,7 @@ def _protect_seed(
 
 
 def _anti_dreambooth_seed(
-    setting: Setting, preset: Preset, verifier: Verifier, seed: int, progress: Progress
+    setting: Setting, preset: Preset, verifier: Verifier, seed: int, progress: Progress, draw: int = 0
 ) -> Figures:
     """The data-level baseline: ASPL-perturbed images, attacked on the unprotected base model; only leakage
     (identity similarity after the attack) is comparable with PersGuard's rows."""
@@ -76,7 +76,7 @@ def _anti_dreambooth_seed(
     config = ASPLConfig(surrogate_lr=5e-6 * BUILTIN_LR_SCALE, seed=seed)
     perturbed = aspl(verifier.base, protected.views(preset.n_train_views, seed=0), protected.class_noun, config)
     case = Case(f"subject-{protected.id}", protected.class_noun, perturbed, protected.views(16, seed=1))
-    images = verifier.attacked_images(verifier.base, case, attack_setting(setting, seed))
+    images = verifier.attacked_images(verifier.base, case, attack_setting(setting, seed, draw))
     nan = float("nan")
     not_comparable = (
         "psr",
@@ -115,7 +115,7 @@ def run_row(setting: Setting, preset: Preset, verifier: Verifier, workdir: Path,
                 _say(progress, f"{label}: already done ({done})")
                 continue
             if setting.method == "anti-dreambooth":
-                summaries.append(_anti_dreambooth_seed(setting, preset, verifier, seed, progress))
+                summaries.append(_anti_dreambooth_seed(setting, preset, verifier, seed, progress, draw))
             else:
                 summaries.append(_protect_seed(setting, preset, verifier, seed, run_dir, progress, draw))
             done.parent.mkdir(parents=True, exist_ok=True)
