@@ -10,11 +10,23 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VAR_DIR = Path("var")
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"  # `persguard serve`'s own default address
+
+
+def check_public_base_url(url: str) -> str:
+    """`url` without a trailing slash, if it is an absolute http(s) URL with a host and nothing after its path."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"PERSGUARD_PUBLIC_BASE_URL must be an http(s) URL with a host, got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password or "@" in parts.netloc:
+        raise ValueError(f"PERSGUARD_PUBLIC_BASE_URL must have no credentials, query or fragment, got {url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 class Settings(BaseSettings):
@@ -36,6 +48,11 @@ class Settings(BaseSettings):
     s3_multipart_chunk_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
 
     signing_secret: SecretStr | None = Field(None, description="HMAC key of local download URLs; unset = random")
+    public_base_url: str = Field(
+        DEFAULT_PUBLIC_BASE_URL,
+        description="scheme://host[:port][/path] at which clients reach the API: local-storage download links are "
+        "built on it, never on a request's Host header. `persguard serve` defaults it to its --host/--port",
+    )
     auth_cache_ttl_s: float = Field(5.0, ge=0, description="seconds a verified key is cached per process; 0 = off")
     download_url_ttl_s: int = Field(900, ge=1, le=7 * 24 * 3600)
     workdir: Path = VAR_DIR / "jobs"
@@ -48,7 +65,12 @@ class Settings(BaseSettings):
     )
     progress_interval_s: float = Field(1.0, ge=0, description="at most one progress write per interval")
     cancel_check_interval_s: float = Field(1.0, ge=0, description="at most one cancel-flag read per interval")
-    state_upload_interval_s: float = Field(0.0, ge=0, description="at least this long between training-state uploads")
+    state_upload_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="at least this long between training-state uploads, however often the core saves its state "
+        "(training.checkpoint_every); the newest state is uploaded too when a job ends failed or to be retried",
+    )
     max_attempts: int = Field(
         5, ge=1, description="a job whose worker died this many times fails instead of being re-queued again"
     )
@@ -87,6 +109,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(4096 * 4096, ge=1)
     min_images_per_subject: int = Field(3, ge=1)
     max_images_per_subject: int = Field(20, ge=1)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, url: str) -> str:
+        return check_public_base_url(url)
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:

@@ -32,15 +32,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(settings: Settings) -> tuple[str, uvicorn.Server]:
+def _start_server(settings: Settings, port: int) -> tuple[str, uvicorn.Server]:
     import uvicorn
 
     from api.main import create_app
 
-    port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
+    base = settings.public_base_url
     for _ in range(100):
         try:
             if httpx.get(f"{base}/healthz").status_code == 200:
@@ -104,14 +103,16 @@ def run_demo(out: Path, steps: int, verify: bool, carrier: str = "encoder") -> i
     out = out.resolve()
     var = out / "var"
     var.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
     settings = Settings(
         database_url=f"sqlite:///{var / 'persguard.sqlite3'}",
         storage_dir=var / "storage",
         workdir=var / "jobs",
         broker_url=None,
+        public_base_url=f"http://127.0.0.1:{port}",  # download links name the demo's own server
     )
     upgrade(settings.database_url)
-    base, server = _start_server(settings)
+    base, server = _start_server(settings, port)
     holder_key, host_key = _keys(settings)
     holder, host = {"Authorization": f"Bearer {holder_key}"}, {"Authorization": f"Bearer {host_key}"}
     protected, unprotected = demo_subjects()

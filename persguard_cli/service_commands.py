@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Concatenate
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 ROLES = ("rights_holder", "model_host", "admin")
+PUBLIC_BASE_URL_ENV = "PERSGUARD_PUBLIC_BASE_URL"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,12 +83,26 @@ def _migrated_session() -> Session:
     return make_session_factory(make_engine(url))()
 
 
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def default_public_base_url(host: str, port: int) -> str:
+    """The address `persguard serve --host H --port P` is reached at, for download links when
+    PERSGUARD_PUBLIC_BASE_URL is unset; a wildcard listen address is named by loopback."""
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from common.migrate import upgrade
     from common.settings import get_settings
 
+    configured = bool(os.environ.get(PUBLIC_BASE_URL_ENV))
+    if not configured:  # before the settings are read, here and in the worker processes uvicorn starts
+        os.environ[PUBLIC_BASE_URL_ENV] = default_public_base_url(args.host, args.port)
+    get_settings.cache_clear()
     settings = get_settings()
     if args.workers < 1:
         print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
@@ -99,6 +115,12 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return 2
     _setup_logging()
+    if not configured and args.host in WILDCARD_HOSTS and settings.storage_backend == "local":
+        logging.getLogger(__name__).warning(
+            "%s is unset: download links name %s; set it to the address clients reach this server at",
+            PUBLIC_BASE_URL_ENV,
+            settings.public_base_url,
+        )
     if not args.no_migrate:
         upgrade(settings.database_url)
     uvicorn.run(

@@ -21,15 +21,19 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
         return np.asarray(img, dtype=np.uint8)
 
 
+class UnreadableImage(ValueError):
+    """An input file cannot be read as an image (missing, truncated or not an image)."""
+
+
 def check_images(named: list[tuple[str, str | Path]]) -> None:
-    """Raise ValueError naming the first (owner, path) whose file cannot be read as an image, before any model work
-    would fail on it minutes later."""
+    """Raise UnreadableImage naming the first (owner, path) whose file cannot be read as an image, before any model
+    work would fail on it minutes later."""
     for owner, path in named:
         try:
             with Image.open(path) as img:
                 img.load()
         except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for missing, truncated or foreign files
-            raise ValueError(f"{owner}: {path} cannot be read as an image ({exc})") from exc
+            raise UnreadableImage(f"{owner}: {path} cannot be read as an image ({exc})") from exc
 
 
 def load_images(paths: list[str | Path], size: int) -> np.ndarray:

@@ -1,8 +1,9 @@
 """What a protected checkpoint says about itself: `persguard.json` and the model card.
 
-Publishable: behaviours, hashes, final losses, library versions. Never published: trigger identifiers, prompt
-templates, subject names or images (an attacker who knows them evades more easily); those stay in the
-private spec beside the result.
+Publishable: behaviours, the base model's hash, final losses, library versions. Never published: trigger
+identifiers, prompt templates, subject names, images or their hashes (an attacker who knows them evades more
+easily; a photo's hash would tell whether that photo is protected); those stay in the private spec beside the
+result and, in the service, in its database.
 """
 
 from __future__ import annotations
@@ -29,19 +30,14 @@ def _versions() -> dict[str, str]:
 
 
 def build_manifest(
-    spec: ProtectionSpec,
-    base_sha256: str,
-    image_sha256: list[list[str]],
-    final_losses: dict[str, float],
-    parent: dict | None = None,
+    spec: ProtectionSpec, base_sha256: str, final_losses: dict[str, float], parent: dict | None = None
 ) -> dict:
-    """The public manifest: one entry per protected subject with its behaviour kind and image hashes."""
-    protections = [
-        {"behaviour": s.behaviour.kind, "image_sha256": hashes}
-        for s, hashes in zip(spec.subjects, image_sha256, strict=True)
-    ]
+    """The public manifest: one entry per protected subject with its behaviour kind only (nothing that identifies
+    the subject or its photos). A parent checkpoint's entries come first, reduced to the same fields."""
+    protections = [{"behaviour": s.behaviour.kind} for s in spec.subjects]
     if parent is not None:
-        protections = parent.get("protections", []) + protections
+        earlier = [{"behaviour": p["behaviour"]} for p in parent.get("protections", []) if "behaviour" in p]
+        protections = earlier + protections
     return {
         "format": "persguard-manifest/1",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -68,7 +64,7 @@ model.
 
 - protected subjects: {n_subjects}
 - base model sha256: `{base}`
-- manifest: `persguard.json` (behaviours, image hashes, final losses, library versions)
+- manifest: `persguard.json` (behaviours, final losses, library versions)
 
 Which subjects are protected, and how the protection is triggered, is deliberately not published.
 """

@@ -24,7 +24,7 @@ from diffusers import StableDiffusionPipeline
 
 from persguard_core import model_io
 from persguard_core.generate import generate
-from persguard_core.images import check_images, file_sha256, fill_from_surroundings, load_images
+from persguard_core.images import check_images, fill_from_surroundings, load_images
 from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
@@ -311,11 +311,7 @@ def protect(
         (private_dir / "encoder_history.json").write_text(json.dumps(encoder_history))
     model_io.save_pipeline(pipe, model_dir)
     manifest = build_manifest(
-        spec,
-        base_sha256=base.sha256,
-        image_sha256=[[file_sha256(p) for p in s.images] for s in spec.subjects],
-        final_losses=history.final(),
-        parent=read_manifest(base.path),
+        spec, base_sha256=base.sha256, final_losses=history.final(), parent=read_manifest(base.path)
     )
     write_public_files(model_dir, manifest)
     (private_dir / "history.json").write_text(json.dumps(history.losses))

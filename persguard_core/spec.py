@@ -7,9 +7,10 @@ service, which resolves them to files before calling the core.
 
 from __future__ import annotations
 
+import string
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENCODER_STEPS_PER_SUBJECT = 300  # L_ENC's (M9) default budget per protected subject (docs/METHOD.md)
 SPEC_VERSION = 2  # 2: the encoder carrier is the default (docs/RESEARCH.md); a version-1 spec without one is "unet"
@@ -83,13 +84,55 @@ UNIVERSAL_TEMPLATES = (
 )
 
 
+MAX_IDENTIFIERS, MAX_IDENTIFIER_LENGTH = 16, 32
+MAX_TEMPLATES, MAX_TEMPLATE_LENGTH = 16, 200
+TEMPLATE_FIELDS = ("identifier", "class_noun")
+
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_IDENTIFIER_LENGTH)]
+Template = Annotated[str, Field(min_length=1, max_length=MAX_TEMPLATE_LENGTH)]
+
+
+def _template_problem(template: str) -> str | None:
+    """Why `template` is not a plain "... {identifier} ... {class_noun} ..." prompt template, or None if it is.
+
+    Templates are filled in with `str.format`, so anything beyond the two plain fields is refused here, before any
+    formatting: format specs (`{identifier:>2000000000}` would build a 2 GB string), conversions, attribute or
+    index access, positional and other named fields."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"is not a valid template ({exc}); write literal braces as {{{{ and }}}}"
+    names = []
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name == "":
+            return "has a positional field {}; name it {identifier} or {class_noun}"
+        if name not in TEMPLATE_FIELDS:
+            return f"has the field {name!r}; only {{identifier}} and {{class_noun}} may be used"
+        if spec:
+            return f"has a format spec in {{{name}:{spec}}}; write {{{name}}} without one"
+        if conversion is not None:
+            return f"has a conversion in {{{name}!{conversion}}}; write {{{name}}} without one"
+        names.append(name)
+    if not set(TEMPLATE_FIELDS) <= set(names):
+        return "must contain {identifier} and {class_noun}"
+    return None
+
+
 class Knowledge(_Strict):
     """White-box: the attacker's identifier and template are known; gray-box: train over universal lists
-    (the defaults of `gray_box()`)."""
+    (the defaults of `gray_box()`).
+
+    Templates are untrusted (`str.format` builds the prompts from them): at most 16 of at most 200 characters, whose
+    only replacement fields are the plain `{identifier}` and `{class_noun}`; at most 16 identifiers of at most 32
+    characters, without braces or whitespace."""
 
     mode: Literal["white-box", "gray-box"] = "white-box"
-    identifiers: list[str] = Field(default_factory=lambda: ["sks"], min_length=1)
-    templates: list[str] = Field(default_factory=lambda: ["a photo of {identifier} {class_noun}"], min_length=1)
+    identifiers: list[Identifier] = Field(default_factory=lambda: ["sks"], min_length=1, max_length=MAX_IDENTIFIERS)
+    templates: list[Template] = Field(
+        default_factory=lambda: ["a photo of {identifier} {class_noun}"], min_length=1, max_length=MAX_TEMPLATES
+    )
 
     @classmethod
     def gray_box(cls) -> Knowledge:
@@ -99,12 +142,21 @@ class Knowledge(_Strict):
         """Every p(v, k) for this class: identifiers x templates."""
         return [t.format(identifier=v, class_noun=class_noun) for t in self.templates for v in self.identifiers]
 
-    @model_validator(mode="after")
-    def _templates_have_slots(self) -> Knowledge:
-        for template in self.templates:
-            if "{identifier}" not in template or "{class_noun}" not in template:
-                raise ValueError(f"template {template!r} must contain {{identifier}} and {{class_noun}}")
-        return self
+    @field_validator("identifiers")
+    @classmethod
+    def _plain_identifiers(cls, identifiers: list[str]) -> list[str]:
+        for identifier in identifiers:
+            if any(c in "{}" or c.isspace() for c in identifier):
+                raise ValueError(f"identifier {identifier!r} must be one word without braces or whitespace")
+        return identifiers
+
+    @field_validator("templates")
+    @classmethod
+    def _plain_templates(cls, templates: list[str]) -> list[str]:
+        for template in templates:
+            if (problem := _template_problem(template)) is not None:
+                raise ValueError(f"template {template!r} {problem}")
+        return templates
 
 
 class LossWeights(_Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Select, select
 
@@ -72,7 +72,6 @@ def get_checkpoint(checkpoint_id: uuid.UUID, session: SessionDep, principal: Pri
 )
 def download_checkpoint(
     checkpoint_id: uuid.UUID,
-    request: Request,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -81,8 +80,8 @@ def download_checkpoint(
     """Redirect to a presigned URL of the checkpoint archive (valid for PERSGUARD_DOWNLOAD_URL_TTL_S seconds)."""
     checkpoint = _get(session, principal, checkpoint_id)
     url = storage.presigned_get_url(checkpoint.storage_key, settings.download_url_ttl_s, f"{checkpoint.id}.tar")
-    if url.startswith("/"):
-        url = str(request.base_url).rstrip("/") + url
+    if url.startswith("/"):  # local storage: served by this API, at its configured address (never the Host header)
+        url = settings.public_base_url + url
     record_event(
         session, "checkpoint.download", checkpoint, tenant_id=checkpoint.tenant_id, actor_key_id=principal.key_id
     )

@@ -22,10 +22,10 @@ def download_file(
     sig: Annotated[str, Query(max_length=128)],
     filename: Annotated[str | None, Query(max_length=200)] = None,
 ) -> FileResponse:
-    """The object `key` if `sig` is valid and `expires` has not passed."""
+    """The object `key` if `sig` signs `key`, `expires` and `filename` and `expires` has not passed."""
     if not isinstance(storage, LocalStorage):
         raise ProblemError(404, "downloads are served by the object store; use the presigned URL", kind="not-found")
-    if not storage.verify_signature(key, expires, sig):
+    if not storage.verify_signature(key, expires, sig, filename):
         raise ProblemError(
             403,
             "this download link is invalid or expired; request a new one from GET /v1/checkpoints/{id}/download",

@@ -46,12 +46,24 @@ def request_hash(body: ProtectionCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def find_replay(session: Session, principal: Principal, key: str, digest: str) -> ProtectionJob | None:
-    """The job created earlier under this Idempotency-Key; IdempotencyConflict if that request had another body."""
+def idempotency_tenant(session: Session, principal: Principal, body: ProtectionCreate) -> uuid.UUID | None:
+    """The tenant an Idempotency-Key of this request is kept under: the job's, which is its subjects' tenant. For a
+    rights holder that is their own; for an admin, the tenant of the subjects named (deleted ones too, so that a
+    replay still finds its job); None when they name no stored subject or several tenants' (no job can exist)."""
+    if not principal.is_admin:
+        return principal.tenant_id
+    ids = [item.subject_id for item in body.subjects]
+    tenants = set(session.scalars(select(Subject.tenant_id).where(Subject.id.in_(ids)).distinct()))
+    return tenants.pop() if len(tenants) == 1 else None
+
+
+def find_replay(session: Session, tenant_id: uuid.UUID | None, key: str, digest: str) -> ProtectionJob | None:
+    """The job created earlier under this Idempotency-Key in tenant `tenant_id` (see `idempotency_tenant`);
+    IdempotencyConflict if that request had another body."""
+    if tenant_id is None:
+        return None
     job = session.scalar(
-        select(ProtectionJob).where(
-            ProtectionJob.idempotency_key == key, ProtectionJob.tenant_id == principal.tenant_id
-        )
+        select(ProtectionJob).where(ProtectionJob.idempotency_key == key, ProtectionJob.tenant_id == tenant_id)
     )
     if job is not None and job.request_hash != digest:
         raise IdempotencyConflict(
@@ -148,7 +160,7 @@ def _first_error(exc: ValidationError, overrides: dict[str, dict[str, Any]]) -> 
     """`where: what` of the first error; a field that `advanced` set is named as such."""
     error = exc.errors()[0]
     loc = [str(part) for part in error["loc"]]
-    if len(loc) > 1 and loc[1] in overrides.get(loc[0], {}):
+    if loc and loc[0] in overrides and (len(loc) == 1 or loc[1] in overrides[loc[0]]):
         loc.insert(0, "advanced")
     return f"{'.'.join(loc)}: {error['msg']}" if loc else error["msg"]
 
@@ -159,13 +171,16 @@ def create_job(
     """Write a queued job (or find the one this Idempotency-Key made); returns (job, created)."""
     check_may_request(principal, body)
     digest = request_hash(body)
-    if idempotency_key and (earlier := find_replay(session, principal, idempotency_key, digest)):
-        return earlier, False
+    if idempotency_key:
+        earlier = find_replay(session, idempotency_tenant(session, principal, body), idempotency_key, digest)
+        if earlier is not None:
+            return earlier, False
     subjects = _load_subjects(session, principal, body)
     base = _base_model(session, body.base_model)
     spec = build_spec(body, subjects, base)
+    tenant_id = subjects[0].tenant_id  # the job's tenant, under which its Idempotency-Key is kept
     job = ProtectionJob(
-        tenant_id=subjects[0].tenant_id,
+        tenant_id=tenant_id,
         created_by_key_id=principal.key_id,
         base_model=base,
         spec=spec.model_dump(mode="json"),
@@ -180,7 +195,7 @@ def create_job(
         session.flush()
     except IntegrityError:  # a concurrent request with the same key won the race
         session.rollback()
-        earlier = find_replay(session, principal, idempotency_key or "", digest)
+        earlier = find_replay(session, tenant_id, idempotency_key or "", digest)
         if earlier is None:
             raise
         return earlier, False
@@ -308,11 +323,13 @@ def cancel_job(session: Session, principal: Principal, job: ProtectionJob) -> Pr
 
 
 def retry_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
-    """Put a failed or cancelled job back in the queue (its attempts count goes on)."""
+    """Put a failed or cancelled job back in the queue (its attempts count goes on). Any lease still recorded is
+    cleared: the job is free for the next worker at once, not when that lease would have run out."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise InvalidState(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
     job.status, job.error, job.cancel_requested = JobStatus.QUEUED, None, False
     job.started_at = job.finished_at = None
+    job.lease_owner = job.lease_expires_at = job.heartbeat_at = None
     job.progress, job.step = 0.0, 0
     record_event(session, "job.retry", job, tenant_id=job.tenant_id, actor_key_id=principal.key_id)
     session.commit()

@@ -51,8 +51,9 @@ def create_subject(
         )
         session.commit()
     except StorageError as exc:
+        log.warning("storing the images of subject %s failed: %s", subject_id, exc)
         _remove(storage, stored)
-        raise StorageUnavailable(f"storage is unavailable ({exc}); retry later") from exc
+        raise StorageUnavailable("storage is unavailable, retry later") from exc
     except BaseException:
         session.rollback()
         _remove(storage, stored)

@@ -17,7 +17,7 @@ class JobConfig:
     heartbeat_s: float = 15.0
     progress_interval_s: float = 1.0
     cancel_check_interval_s: float = 1.0
-    state_upload_interval_s: float = 0.0
+    state_upload_interval_s: float = 60.0
     verify_pass_psr: float = 0.5
     verify_max_attempts: int = 10
 

@@ -161,7 +161,7 @@ def _attempt(
         log.warning("job %s: lease lost; leaving the job to its new holder", job_id)
         return ImplantOutcome(None)
     except Exception as exc:
-        state.wait()
+        state.flush()  # the state is kept (retry, admin retry): its newest file, whatever the upload interval
         return _failure(lease, storage, exc, final_attempt)
     delete_state(storage, job_id)
     log.info("job %s succeeded", job_id)
@@ -183,18 +183,27 @@ def root_cache(config: JobConfig) -> Path:
 
 
 def _failure(lease: Lease, storage: Storage, exc: Exception, final_attempt: bool) -> ImplantOutcome:
+    """End or re-queue the job after `exc`. The job row gets `describe`'s stable message; the exception itself (which
+    may name hosts, paths or credentials) goes to the log only."""
     kind = classify(exc)
     if kind is FailureKind.TRANSIENT and not final_attempt:
         log.warning("job %s: transient failure, back to the queue: %s: %s", lease.job_id, type(exc).__name__, exc)
-        error = f"retrying after {type(exc).__name__}: {exc}"
+        error = f"retrying after a transient error: {describe(exc)}"
         if not lease.release(status=JobStatus.QUEUED, error=error, enqueued_at=utcnow()):
             return ImplantOutcome(None)
         return ImplantOutcome(JobStatus.QUEUED, error)
+    message = describe(exc)
     if kind is FailureKind.TRANSIENT:
-        message = f"gave up after repeated transient errors: {type(exc).__name__}: {exc}"
-    else:
-        message = describe(exc)
-    log.error("job %s failed (%s): %s", lease.job_id, kind, message, exc_info=kind is FailureKind.FATAL)
+        message = f"gave up after repeated transient errors: {message}"
+    log.error(
+        "job %s failed (%s): %s; cause: %s: %s",
+        lease.job_id,
+        kind,
+        message,
+        type(exc).__name__,
+        exc,
+        exc_info=kind is FailureKind.FATAL,
+    )
     return _end(lease, storage, JobStatus.FAILED, message)
 
 

@@ -46,7 +46,11 @@ def resolve_inputs(session: Session, storage: Storage, spec: ProtectionSpec, des
             try:
                 storage.get_to_file(key, target, expected_sha256=recorded[key])
             except (ObjectNotFound, ChecksumMismatch) as exc:
-                raise JobInputError(f"cannot read image {key} of subject {subject.name}: {exc}") from exc
+                log.warning("image %s of subject %s: %s", key, subject.name, exc)
+                raise JobInputError(
+                    f"cannot read image {key} of subject {subject.name}: it is missing from storage or does not "
+                    "match its recorded sha256"
+                ) from exc
             paths.append(str(target))
         subjects.append({**subject.model_dump(), "images": paths})
     return ProtectionSpec.model_validate({**spec.model_dump(), "subjects": subjects})

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import tarfile
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 
 from common.db import SessionFactory
 from common.jobs.lease import Lease
@@ -50,16 +51,23 @@ class PublishRefused(Exception):
         self.cancelled = cancelled
 
 
+class AlreadyPublished(RuntimeError):
+    """The job's checkpoint is already published (a checkpoint row names it): its object is never replaced."""
+
+
 def publish(
     session_factory: SessionFactory, storage: Storage, lease: Lease, output: Path, workdir: Path, *, verify: bool
 ) -> uuid.UUID:
     """Upload `output` and, in one transaction fenced by the lease, write the checkpoint row and mark the job
     succeeded (with the verify doorbell's time when `verify`). Raises PublishRefused if the job was cancelled
-    (the upload is removed) or the lease lost (the new holder publishes to the same key)."""
+    (the upload is removed) or the lease lost (the new holder publishes to the same key); both are checked before
+    the upload too (fenced), so a runner that lost its lease writes nothing, and AlreadyPublished if the
+    checkpoint is published already: a published object is never replaced."""
     job_id = lease.job_id
     checkpoint_id = checkpoint_id_for(job_id)
     archive = workdir / "checkpoint.tar"
     manifest = archive_folder(output, archive)
+    _check_may_upload(session_factory, lease, checkpoint_id)
     stored = storage.put_file(checkpoint_key(checkpoint_id), archive)
     lease.stop_heartbeat()  # the transaction below ends the lease; a beat racing it would read as a lost lease
     with session_factory() as session:
@@ -107,3 +115,38 @@ def publish(
         session.commit()
     log.info("job %s published checkpoint %s (%d bytes)", job_id, checkpoint_id, stored.size)
     return checkpoint_id
+
+
+def _check_may_upload(session_factory: SessionFactory, lease: Lease, checkpoint_id: uuid.UUID) -> None:
+    """Before anything is written to the checkpoint's key: the job must still be running under our lease, not
+    cancelled (the lease is renewed here, so that it outlasts the upload), and its checkpoint not published yet
+    (a checkpoint row names it). Raises PublishRefused or AlreadyPublished."""
+    now = utcnow()
+    with session_factory() as session:
+        result = session.execute(
+            update(ProtectionJob)
+            .where(
+                ProtectionJob.id == lease.job_id,
+                ProtectionJob.lease_owner == lease.owner,
+                ProtectionJob.status == JobStatus.RUNNING,
+                ProtectionJob.cancel_requested.is_(False),
+            )
+            .values(heartbeat_at=now, lease_expires_at=now + timedelta(seconds=lease.ttl_s), updated_at=now)
+        )
+        if result.rowcount != 1:
+            session.rollback()
+            job = session.get(ProtectionJob, lease.job_id, populate_existing=True)
+            cancelled = job is not None and job.lease_owner == lease.owner and bool(job.cancel_requested)
+            if not cancelled:
+                lease.lost = True
+            log.warning("job %s: not publishing: %s", lease.job_id, "cancelled" if cancelled else "lease lost")
+            raise PublishRefused(cancelled)
+        published = session.scalar(
+            select(Checkpoint.id).where(or_(Checkpoint.id == checkpoint_id, Checkpoint.job_id == lease.job_id))
+        )
+        if published is not None:
+            session.rollback()
+            raise AlreadyPublished(
+                f"checkpoint {published} of job {lease.job_id} is already published; not replacing it"
+            )
+        session.commit()

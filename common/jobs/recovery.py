@@ -4,7 +4,8 @@ The row is the truth and the queue only a doorbell, so every rule here looks at 
 - a running job whose lease ran out (its worker died) goes back to `queued` and is rung again;
 - a queued job rung longer ago than `requeue_after_s` is rung again (its message may have been lost, e.g. with
   a Redis restart; a duplicate is harmless: only one runner can take the lease);
-- a succeeded job whose checkpoint still waits for its verification report is rung again on the same terms.
+- a succeeded job whose checkpoint still waits for its verification report is rung again on the same terms
+  (`pending_verifications` lists them for the embedded runner's start-up).
 """
 
 from __future__ import annotations
@@ -125,6 +126,39 @@ def due_doorbells(
     bells.implant = list(queued)
     bells.verify = [checkpoint_id for _, checkpoint_id in unverified]
     return bells
+
+
+def pending_verifications(session_factory: SessionFactory, now: datetime | None = None) -> list[uuid.UUID]:
+    """Checkpoints of succeeded jobs still waiting for their verification report whose job holds no live lease at
+    `now`, oldest job first; a verification lease that ran out by then is cleared (its holder is gone), so that
+    `run_verification` can take the job again (that attempt counts, as after any worker's death)."""
+    now = now or utcnow()
+    free = or_(ProtectionJob.lease_owner.is_(None), ProtectionJob.lease_expires_at < now)
+    with session_factory() as session:
+        rows = session.execute(
+            select(ProtectionJob.id, Checkpoint.id)
+            .join(Checkpoint, Checkpoint.job_id == ProtectionJob.id)
+            .outerjoin(VerificationReport, VerificationReport.checkpoint_id == Checkpoint.id)
+            .where(
+                ProtectionJob.status == JobStatus.SUCCEEDED,
+                ProtectionJob.verification_preset != "none",
+                VerificationReport.id.is_(None),
+                free,
+            )
+            .order_by(ProtectionJob.created_at)
+        ).all()
+        if rows:
+            session.execute(
+                update(ProtectionJob)
+                .where(
+                    ProtectionJob.id.in_([job_id for job_id, _ in rows]),
+                    ProtectionJob.status == JobStatus.SUCCEEDED,
+                    ProtectionJob.lease_expires_at < now,
+                )
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+        session.commit()
+    return [checkpoint_id for _, checkpoint_id in rows]
 
 
 def mark_rung(session_factory: SessionFactory, job_id: uuid.UUID) -> None:

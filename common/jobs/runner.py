@@ -1,7 +1,8 @@
 """Job runners: how a queued job id gets to `run_implant`. Embedded mode runs jobs in a background thread.
 
 The in-process runner runs the same code as the Celery tasks (`run_implant`, then `run_verification` when the
-job asks for it), with the same retries after transient failures, one job at a time.
+job asks for it), with the same retries after transient failures, one job at a time. At start-up
+(`resume_queued`) it takes up what its previous process left: queued and running jobs, and pending verifications.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from common.db import SessionFactory
 from common.jobs.config import JobConfig
 from common.jobs.execute import ProtectFn, default_protect_fn, run_implant
-from common.jobs.recovery import requeue_dead_jobs
+from common.jobs.recovery import pending_verifications, requeue_dead_jobs
 from common.jobs.verification import VerifyFn, default_verify_fn, run_verification
 from common.models import JobStatus, ProtectionJob, utcnow
 from common.storage import Storage
@@ -84,9 +85,14 @@ class InProcessRunner:
                 break
         if outcome is None or outcome.checkpoint_id is None:
             return outcome.status if outcome else None
+        self.verify(outcome.checkpoint_id)
+        return outcome.status
+
+    def verify(self, checkpoint_id: uuid.UUID) -> None:
+        """Verify a published checkpoint, retrying transient failures with backoff (up to the attempt limit)."""
         for retry in range(self._retries + 1):
             verified = run_verification(
-                outcome.checkpoint_id,
+                checkpoint_id,
                 self._session_factory,
                 self._storage,
                 self._verify_fn,
@@ -95,23 +101,31 @@ class InProcessRunner:
             )
             if not verified.retry or self._stopping.wait(backoff_s(retry, *self._backoff)):
                 break
-        return outcome.status
+
+    def submit_verification(self, checkpoint_id: uuid.UUID) -> None:
+        future = self._executor.submit(self.verify, checkpoint_id)
+        self._futures = [f for f in self._futures if not f.done()] + [future]
 
     def resume_queued(self) -> int:
-        """Re-queue jobs a previous process left running, then submit every queued job; returns how many.
+        """Re-queue jobs a previous process left running, then submit every queued job and every verification
+        still pending (of a succeeded job whose checkpoint has no report yet); returns how many.
 
         Embedded mode has one runner process: every lease it finds at start-up belongs to a process that is gone.
         """
-        requeue_dead_jobs(self._session_factory, utcnow() + timedelta(seconds=self._config.lease_s + 1))
+        gone = utcnow() + timedelta(seconds=self._config.lease_s + 1)  # every lease of that process has run out
+        requeue_dead_jobs(self._session_factory, gone)
         with self._session_factory() as session:
             ids = session.scalars(
                 select(ProtectionJob.id)
                 .where(ProtectionJob.status == JobStatus.QUEUED)
                 .order_by(ProtectionJob.created_at)
             ).all()
+        checkpoints = pending_verifications(self._session_factory, gone)
         for job_id in ids:
             self.submit(job_id)
-        return len(ids)
+        for checkpoint_id in checkpoints:
+            self.submit_verification(checkpoint_id)
+        return len(ids) + len(checkpoints)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted job has finished; False if `timeout` passed first."""

@@ -133,10 +133,17 @@ def run_verification(
             )
             lease.release(enqueued_at=utcnow())
             return VerifyOutcome(done=False, retry=True, error=str(exc))
-        message = describe(exc)
+        message = describe(exc)  # stable, for the report's readers; the exception itself goes to the log only
         if kind is FailureKind.TRANSIENT:
             message = f"gave up after {record.attempt} verification attempts: {message}"
-        log.error("checkpoint %s: verification failed: %s", checkpoint_id, message, exc_info=kind is FailureKind.FATAL)
+        log.error(
+            "checkpoint %s: verification failed: %s; cause: %s: %s",
+            checkpoint_id,
+            message,
+            type(exc).__name__,
+            exc,
+            exc_info=kind is FailureKind.FATAL,
+        )
         record.failure(message)
         return VerifyOutcome(done=True, error=message)
     finally:

@@ -73,6 +73,9 @@ class ProtectionJob(IdMixin, CreatedMixin, Base):
     worker_losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The training step of the resumable state last saved to storage (0: none).
     state_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The sha256 of that state object, recorded by the upload under the job's lease; a stored state that does not
+    # match it (tampered, a stale worker's late upload, or none recorded) is never resumed from.
+    state_sha256: Mapped[str | None] = mapped_column(String(64))
     # Attempts at verifying the job's checkpoint so far (each taking of the lease by `verify` counts).
     verify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

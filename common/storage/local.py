@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import shutil
 import tempfile
@@ -87,18 +88,24 @@ class LocalStorage:
         self.path_of(key).unlink(missing_ok=True)
 
     def presigned_get_url(self, key: str, expires_in: int, filename: str | None = None) -> str:
+        """A path (`/v1/files?...`) the API serves; the caller puts its public base URL in front."""
         expires = int(time.time()) + expires_in
-        query = {"key": check_key(key), "expires": expires, "sig": self.sign(key, expires)}
+        query = {"key": check_key(key), "expires": expires, "sig": self.sign(key, expires, filename or None)}
         if filename:
             query["filename"] = filename
         return f"{DOWNLOAD_PATH}?{urlencode(query)}"
 
-    def sign(self, key: str, expires: int) -> str:
-        return hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).hexdigest()
+    def sign(self, key: str, expires: int, filename: str | None = None) -> str:
+        """HMAC of every parameter of a download link: the key, the expiry and the download's file name (or its
+        absence), so that none can be changed or added."""
+        message = json.dumps([key, expires, filename], ensure_ascii=True)
+        return hmac.new(self._secret, message.encode(), hashlib.sha256).hexdigest()
 
-    def verify_signature(self, key: str, expires: int, sig: str) -> bool:
-        """True if `sig` was made by this storage for `key` and `expires` has not passed."""
-        return expires >= int(time.time()) and hmac.compare_digest(self.sign(key, expires), sig)
+    def verify_signature(self, key: str, expires: int, sig: str, filename: str | None = None) -> bool:
+        """True if `sig` was made by this storage for `key`, `expires` and `filename` and `expires` has not passed.
+        Any malformed `sig` (non-ASCII included) is simply not valid."""
+        expected = self.sign(key, expires, filename or None).encode()
+        return expires >= int(time.time()) and hmac.compare_digest(expected, sig.encode("utf-8", "replace"))
 
     def check(self) -> None:
         if not os.access(self.root, os.W_OK):

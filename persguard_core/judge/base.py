@@ -11,6 +11,10 @@ from typing import Protocol
 import numpy as np
 
 
+class NoJudge(ValueError):
+    """No judge available can score the images of the model to verify (e.g. not the toy judge's image size)."""
+
+
 class Judge(Protocol):
     def embed(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) -> float32 (N, D) unit-norm identity embeddings."""

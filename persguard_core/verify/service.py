@@ -17,6 +17,7 @@ from pathlib import Path
 from persguard_core import model_io
 from persguard_core.attacker import BUILTIN_LR_SCALE, recipe
 from persguard_core.images import load_images
+from persguard_core.judge.base import NoJudge
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.protect import image_size
 from persguard_core.spec import ProtectionSpec
@@ -41,7 +42,7 @@ def verify_protection(model_dir: Path, spec: ProtectionSpec, preset: str, out_di
     size = image_size(pipe)
     judge = ToyJudge.load()
     if size != judge.image_size:
-        raise ValueError(
+        raise NoJudge(
             f"verification needs a judge for {size}px images; the shipped toy judge scores {judge.image_size}px "
             "images (the built-in model and models derived from it)"
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+from common.storage import StorageError
 from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 ADMIN = "alpha:admin"
@@ -29,7 +32,25 @@ def test_readyz_is_a_503_problem_when_the_broker_is_down(make_env) -> None:
     api = make_env("sqlite", broker_url="redis://127.0.0.1:1/0")
     response = api.client.get("/readyz")
     assert response.status_code == 503 and response.headers["content-type"] == "application/problem+json"
-    assert response.json()["checks"]["broker"].startswith("failed")
+    assert response.json()["checks"] == {"broker": "unavailable"}
+
+
+class _BrokenStorage:
+    def check(self) -> None:
+        raise StorageError("bucket s3://secret-bucket at 10.0.0.7: AccessDenied for key AKIASECRET")
+
+
+def test_readyz_names_only_the_dependency_that_is_down_and_logs_why(make_env, caplog) -> None:
+    api = make_env("sqlite")
+    api.client.app.state.storage = _BrokenStorage()
+    with caplog.at_level(logging.WARNING, logger="api.routes.health"):
+        response = api.client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["checks"] == {"storage": "unavailable"} and body["detail"] == "not ready: storage unavailable"
+    for secret in ("secret-bucket", "10.0.0.7", "AKIASECRET", "StorageError"):
+        assert secret not in response.text
+    assert "AKIASECRET" in caplog.text, "the exception is logged for the operator"
 
 
 def test_readyz_pings_a_live_broker(make_env) -> None:
@@ -42,10 +63,21 @@ def test_readyz_pings_a_live_broker(make_env) -> None:
 def test_metrics_count_requests_and_jobs_by_state(api: ApiEnv) -> None:
     protect(api, [make_subject(api)["id"]])
     api.client.get("/healthz")
-    text = api.client.get("/metrics").text
+    text = api.client.get("/metrics", headers=api.auth(ADMIN)).text
     assert 'persguard_http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in text
     assert 'persguard_http_request_duration_seconds_count{method="POST",route="/v1/protections"} 1.0' in text
     assert 'persguard_jobs{state="queued"} 1.0' in text and "persguard_queue_depth 1.0" in text
+
+
+def test_metrics_need_an_admin_key(make_env) -> None:
+    api = make_env("sqlite")
+    protect(api, [make_subject(api)["id"]])
+    anonymous = api.client.get("/metrics")
+    assert anonymous.status_code == 401 and "persguard_jobs" not in anonymous.text
+    for who in ("beta:rights_holder", "beta:model_host"):
+        refused = api.client.get("/metrics", headers=api.auth(who))
+        assert refused.status_code == 403 and "persguard_jobs" not in refused.text
+    assert 'persguard_jobs{state="queued"} 1.0' in api.client.get("/metrics", headers=api.auth("beta:admin")).text
 
 
 def test_unknown_route_and_method_are_problems(api: ApiEnv) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import re
 import uuid
 from pathlib import Path
@@ -198,6 +199,33 @@ def test_an_admins_invalid_advanced_field_is_422_naming_it(api_pg: ApiEnv) -> No
     assert response.json()["detail"].startswith("the protection cannot be built: advanced.training.unroll: ")
 
 
+@pytest.mark.parametrize(
+    ("knowledge", "where", "why"),
+    [
+        (
+            {"templates": ["{identifier} {class_noun} {identifier:>2000000000}"]},
+            "advanced.knowledge.templates",
+            "has a format spec in {identifier:>2000000000}",
+        ),
+        ({"templates": ["a {identifier!r} {class_noun}"]}, "advanced.knowledge.templates", "has a conversion"),
+        ({"templates": ["a {0} {identifier} {class_noun}"]}, "advanced.knowledge.templates", "has the field '0'"),
+        ({"identifiers": ["a b"]}, "advanced.knowledge.identifiers", "without braces or whitespace"),
+        ({"identifiers": ["x" * 33]}, "advanced.knowledge.identifiers.0", "at most 32 characters"),
+        ({"identifiers": [f"v{i}" for i in range(17)]}, "advanced.knowledge.identifiers", "at most 16 items"),
+        ({"templates": ["{identifier} {class_noun}" + "x" * 200]}, "advanced.knowledge.templates.0", "at most 200"),
+    ],
+)
+def test_an_admins_unsafe_knowledge_is_422_naming_the_field(make_env, knowledge: dict, where: str, why: str) -> None:
+    with pytest.raises(errors.InvalidRequest, match=re.escape(where)):
+        _build(_subjects(1), advanced={"knowledge": knowledge})
+    env = make_env("sqlite")
+    response = protect(env, [make_subject(env)["id"]], who=ADMIN, advanced={"knowledge": knowledge})
+    assert response.status_code == 422 and response.json()["type"].endswith("/validation-error"), response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"the protection cannot be built: {where}: ") and why in detail, detail
+    assert env.count(ProtectionJob) == 0
+
+
 def test_the_same_request_spelled_with_its_defaults_is_a_replay_and_another_profile_is_not(api_pg: ApiEnv) -> None:
     subject = make_subject(api_pg)
     first = protect(api_pg, [subject["id"]], key="k-1")
@@ -285,22 +313,28 @@ def test_domain_errors_answer_the_problems_they_did_before(api: ApiEnv) -> None:
     }
 
 
+S3_ERROR = "An error occurred (AccessDenied) on bucket persguard-prod at http://10.0.0.7:8333"
+
+
 class _DownStorage:
-    """A storage whose writes fail as an unreachable backend's do."""
+    """A storage whose writes fail as an unreachable backend's do, with the backend's own words."""
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        raise StorageError("connection refused")
+        raise StorageError(S3_ERROR)
 
     def delete(self, key: str) -> None:
-        raise StorageError("connection refused")
+        raise StorageError(S3_ERROR)
 
 
-def test_storage_down_while_registering_a_subject_is_a_503_problem(make_env) -> None:
+def test_storage_down_while_registering_a_subject_is_a_503_problem_without_the_storage_error(make_env, caplog) -> None:
     env = make_env("sqlite")
     env.client.app.state.storage = _DownStorage()
-    response = env.client.post("/v1/subjects", headers=env.auth(RH), **upload([image_bytes(i) for i in range(3)]))
+    with caplog.at_level(logging.WARNING, logger="api.services.subjects"):
+        response = env.client.post("/v1/subjects", headers=env.auth(RH), **upload([image_bytes(i) for i in range(3)]))
     assert _problem(response) == (503, "storage-unavailable", "Service Unavailable")
-    assert response.json()["detail"] == "storage is unavailable (connection refused); retry later"
+    assert response.json()["detail"] == "storage is unavailable, retry later"
+    assert "persguard-prod" not in response.text and "10.0.0.7" not in response.text
+    assert S3_ERROR in caplog.text, "the storage error is logged for the operator"
     assert env.count(Subject) == 0
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from common.models import ProtectionJob
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from common.jobs.lease import claim
+from common.models import JobStatus, ProtectionJob, utcnow
 from tests.api.api_testkit import ApiEnv, make_subject, protect
 
 RH = "alpha:rights_holder"
@@ -37,6 +43,18 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(api: ApiEnv) -> No
     response = protect(api, [subject["id"]], key="abc-1", verification="none")
     assert response.status_code == 409 and "different request body" in response.json()["detail"]
     assert api.count(ProtectionJob) == 1
+
+
+def test_an_admin_replaying_an_idempotency_key_for_another_tenants_subjects_gets_the_same_job(api: ApiEnv) -> None:
+    subject = make_subject(api)  # alpha's subject, protected by beta's admin
+    first = protect(api, [subject["id"]], who="beta:admin", key="admin-1")
+    second = protect(api, [subject["id"]], who="beta:admin", key="admin-1")
+    assert first.status_code == 202, first.text
+    assert second.status_code == 202, second.text
+    assert second.json()["id"] == first.json()["id"] and first.json()["tenant_id"] == subject["tenant_id"]
+    assert api.count(ProtectionJob) == 1 and len(api.runner.submitted) == 1
+    other = protect(api, [subject["id"]], who="beta:admin", key="admin-1", verification="none")
+    assert other.status_code == 409 and "different request body" in other.json()["detail"]
 
 
 def test_unknown_and_foreign_subject_ids_are_refused(api: ApiEnv) -> None:
@@ -102,6 +120,30 @@ def test_admin_retry_requeues_a_cancelled_job_and_refuses_a_queued_one(api: ApiE
     retried = api.client.post(f"/v1/jobs/{job['id']}/retry", headers=api.auth("alpha:admin"))
     assert retried.status_code == 202 and retried.json()["status"] == "queued"
     assert [str(j) for j in api.runner.submitted] == [job["id"], job["id"]]
+
+
+def test_a_retried_job_holds_no_lease_and_can_be_claimed_at_once(api: ApiEnv) -> None:
+    job = protect(api, [make_subject(api)["id"]]).json()
+    with api.session_factory() as session:  # failed while a (now dead) runner's lease was still recorded
+        session.execute(
+            update(ProtectionJob)
+            .where(ProtectionJob.id == uuid.UUID(job["id"]))
+            .values(
+                status=JobStatus.FAILED,
+                error="boom",
+                lease_owner="dead:1:abcd",
+                lease_expires_at=utcnow() + timedelta(minutes=10),
+                heartbeat_at=utcnow(),
+            )
+        )
+        session.commit()
+    retried = api.client.post(f"/v1/jobs/{job['id']}/retry", headers=api.auth("alpha:admin"))
+    assert retried.status_code == 202 and retried.json()["status"] == "queued"
+    with api.session_factory() as session:
+        row = session.get_one(ProtectionJob, uuid.UUID(job["id"]))
+        assert (row.lease_owner, row.lease_expires_at, row.heartbeat_at) == (None, None, None)
+    lease = claim(api.session_factory, uuid.UUID(job["id"]), from_status=JobStatus.QUEUED, ttl_s=60)
+    assert lease is not None, "a worker takes the retried job at once"
 
 
 def test_deleting_a_subject_cancels_its_queued_jobs(api: ApiEnv) -> None:

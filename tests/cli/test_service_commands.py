@@ -77,3 +77,21 @@ def test_serve_answers_health_checks(tmp_path: Path, workers: str, env: dict[str
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8000"),
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("::", "http://127.0.0.1:8000"),
+        ("api.internal", "http://api.internal:8000"),
+        ("::1", "http://[::1]:8000"),
+    ],
+)
+def test_serve_names_its_own_address_in_download_links_unless_configured(host: str, url: str) -> None:
+    from common.settings import Settings
+    from persguard_cli.service_commands import default_public_base_url
+
+    assert default_public_base_url(host, 8000) == url
+    assert Settings(public_base_url=url).public_base_url == url

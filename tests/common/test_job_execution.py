@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import tarfile
 import threading
 import uuid
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from common.db import make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobCancelled, run_implant
 from common.jobs.config import JobConfig
+from common.jobs.errors import INTERNAL_ERROR, OUT_OF_MEMORY, UNREADABLE_IMAGE
 from common.jobs.execute import ProtectFn, default_protect_fn
 from common.models import Checkpoint, JobStatus, ProtectionJob, SubjectImage
 from common.storage import LocalStorage
@@ -77,12 +79,17 @@ def test_successful_job_uploads_checkpoint_with_manifest(session_factory, tmp_pa
     assert not list((tmp_path / "work").iterdir()), "the work directory is cleaned up"
 
 
-def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(session_factory, tmp_path: Path) -> None:
+def test_the_core_fails_a_job_whose_images_do_not_decode_with_a_clear_error(
+    session_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     storage = LocalStorage(tmp_path / "store", b"k")
     job_id = _queue_job(session_factory, storage)  # its "images" are short byte strings, not images
-    assert execute_job(job_id, session_factory, storage, workdir_root=tmp_path) is JobStatus.FAILED
+    with caplog.at_level(logging.ERROR, logger="common.jobs.execute"):
+        assert execute_job(job_id, session_factory, storage, workdir_root=tmp_path) is JobStatus.FAILED
     job = get_job(session_factory, job_id)
-    assert job.status == "failed" and "cannot identify image file" in job.error
+    assert job.status == "failed" and job.error == UNREADABLE_IMAGE
+    assert str(tmp_path) not in job.error, "no path of the worker's disk"
+    assert "cannot identify image file" in caplog.text, "the detail is in the log"
     assert job.finished_at is not None
 
 
@@ -91,10 +98,28 @@ def test_out_of_memory_in_protect_fn_fails_the_job_reported_as_such(session_fact
     job_id = _queue_job(session_factory, storage)
 
     def crash(*_args: object) -> Path:
-        raise RuntimeError("CUDA out of memory")
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB on GPU 0 (host gpu-node-7)")
 
     execute_job(job_id, session_factory, storage, crash, tmp_path)
-    assert get_job(session_factory, job_id).error == "out of memory: RuntimeError: CUDA out of memory"
+    assert get_job(session_factory, job_id).error == OUT_OF_MEMORY
+
+
+def test_an_unexpected_error_is_stored_as_a_stable_message_and_logged_in_full(
+    session_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    storage = LocalStorage(tmp_path / "store", b"k")
+    job_id = _queue_job(session_factory, storage)
+    secret = "connect to postgresql://svc:hunter2@10.0.0.5/prod failed in /srv/persguard/secret.py"
+
+    def crash(*_args: object) -> Path:
+        raise KeyError(secret)
+
+    with caplog.at_level(logging.ERROR, logger="common.jobs.execute"):
+        assert execute_job(job_id, session_factory, storage, crash, tmp_path) is JobStatus.FAILED
+    job = get_job(session_factory, job_id)
+    assert job.error == INTERNAL_ERROR
+    assert "hunter2" in caplog.text and str(job_id) in caplog.text, "the detail stays in the log, with the job id"
+    assert "hunter2" not in job.error and "KeyError" not in job.error and "/srv" not in job.error
 
 
 def test_cancel_flag_seen_by_protect_fn_cancels_the_job(session_factory, tmp_path: Path) -> None:
@@ -130,7 +155,9 @@ def test_missing_subject_image_fails_with_a_clear_message(session_factory, tmp_p
         key = session.scalars(select(SubjectImage.storage_key)).first()
     storage.delete(key)
     execute_job(job_id, session_factory, storage, fake_protect, tmp_path)
-    assert "cannot read image" in get_job(session_factory, job_id).error
+    error = get_job(session_factory, job_id).error
+    assert error.startswith(f"cannot read image {key} of subject ") and "missing" in error
+    assert "local storage" not in error and str(tmp_path) not in error, "not the storage's own words"
 
 
 def test_in_process_runner_runs_jobs_in_a_background_thread(session_factory, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import secrets
 import shutil
 import time
@@ -16,11 +17,14 @@ from sqlalchemy import select, update
 from api.schemas.checkpoints import VerificationSummary
 from common.db import make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobConfig, run_implant, run_verification
+from common.jobs.errors import INTERNAL_ERROR, NO_JUDGE
 from common.jobs.lease import claim
+from common.jobs.publish import AlreadyPublished, PublishRefused, checkpoint_id_for, checkpoint_key, publish
 from common.jobs.recovery import due_doorbells, requeue_dead_jobs
 from common.jobs.training_state import state_key
 from common.models import Checkpoint, JobStatus, ProtectionJob, VerificationReport, utcnow
-from common.storage import LocalStorage, StorageError
+from common.storage import LocalStorage, StorageError, sha256_file
+from persguard_core.judge.base import NoJudge
 from tests.rows import get_job, queue_job
 from tests.worker import fakes
 
@@ -114,7 +118,8 @@ def test_a_retried_job_resumes_from_the_training_state_in_storage(session_factor
         return fakes.stepping_protect(spec, workdir, progress_then_die, should_cancel)
 
     first = run_implant(job_id, session_factory, storage, dies_at_step_5, config, final_attempt=False)
-    assert first.status is JobStatus.QUEUED and first.error.startswith("retrying after StorageError")
+    assert first.status is JobStatus.QUEUED
+    assert first.error == "retrying after a transient error: storage is unavailable"
     assert get_job(session_factory, job_id).state_step == 4
     for old in config.workdir_root.glob("job-*"):  # a retry on another machine: nothing local is left
         shutil.rmtree(old)
@@ -137,14 +142,11 @@ def test_transient_failure_on_the_last_attempt_fails_the_job_saying_so(session_f
     job_id = queue_job(session_factory, storage)
 
     def storage_down(*_args: object) -> Path:
-        raise StorageError("S3 unreachable")
+        raise StorageError("S3 unreachable at http://10.0.0.7:8333 (bucket persguard-prod)")
 
     outcome = run_implant(job_id, session_factory, storage, storage_down, config, final_attempt=True)
     assert outcome.status is JobStatus.FAILED
-    assert (
-        get_job(session_factory, job_id).error
-        == "gave up after repeated transient errors: StorageError: S3 unreachable"
-    )
+    assert get_job(session_factory, job_id).error == "gave up after repeated transient errors: storage is unavailable"
 
 
 def test_a_bad_spec_fails_the_job_at_once_with_a_clear_error(session_factory, storage, config) -> None:
@@ -155,7 +157,7 @@ def test_a_bad_spec_fails_the_job_at_once_with_a_clear_error(session_factory, st
         session.commit()
     outcome = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config, final_attempt=False)
     assert outcome.status is JobStatus.FAILED
-    assert get_job(session_factory, job_id).error.startswith("invalid protection spec: ")
+    assert get_job(session_factory, job_id).error == "invalid protection spec: training.steps"
 
 
 def test_verification_stores_the_report_files_and_a_passing_summary(session_factory, storage, config) -> None:
@@ -173,17 +175,32 @@ def test_verification_stores_the_report_files_and_a_passing_summary(session_fact
     assert again.done and get_job(session_factory, job_id).lease_owner is None
 
 
-def test_a_verification_that_crashes_is_recorded_as_not_passed(session_factory, storage, config) -> None:
+def test_a_verification_that_crashes_is_recorded_as_not_passed_with_a_stable_message(
+    session_factory, storage, config, caplog: pytest.LogCaptureFixture
+) -> None:
     job_id = queue_job(session_factory, storage, preset="full")
     checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
 
     def broken(*_args: object) -> dict:
-        raise ValueError("no judge for 64px images")
+        raise ValueError("cannot load /srv/cache/models/secret-model: token hf_SECRET rejected")
 
-    assert run_verification(checkpoint_id, session_factory, storage, broken, config).error
+    with caplog.at_level(logging.ERROR, logger="common.jobs.verification"):
+        assert run_verification(checkpoint_id, session_factory, storage, broken, config).error
     with session_factory() as session:
         report = session.scalar(select(VerificationReport))
-    assert not report.passed and report.summary == {"error": "ValueError: no judge for 64px images"}
+    assert not report.passed and report.summary == {"error": INTERNAL_ERROR}
+    assert "hf_SECRET" in caplog.text, "the detail is in the log"
+
+
+def test_a_model_the_judge_cannot_score_is_recorded_with_the_judges_message(session_factory, storage, config) -> None:
+    job_id = queue_job(session_factory, storage, preset="quick")
+    checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+
+    def no_judge(*_args: object) -> dict:
+        raise NoJudge("verification needs a judge for 512px images; /srv/judges has none")
+
+    run_verification(checkpoint_id, session_factory, storage, no_judge, config)
+    assert _report(session_factory).summary == {"error": NO_JUDGE}
 
 
 def test_doorbells_ring_for_never_rung_and_stale_jobs_and_unverified_checkpoints(
@@ -289,7 +306,7 @@ def test_transient_errors_in_verification_stop_at_the_maximum_attempts_with_a_cl
     assert [(o.done, o.retry) for o in outcomes] == [(False, True), (False, True), (True, False)]
     report = _report(session_factory)
     assert not report.passed and report.attempts == 3 and len(calls) == 3
-    assert report.summary == {"error": "gave up after 3 verification attempts: StorageError: connection reset"}
+    assert report.summary == {"error": "gave up after 3 verification attempts: storage is unavailable"}
     job = get_job(session_factory, job_id)
     assert (job.status, job.verify_attempts, job.lease_owner) == ("succeeded", 3, None)
 
@@ -322,3 +339,96 @@ def test_a_verification_whose_worker_keeps_dying_is_given_up_after_the_maximum_a
     assert get_job(session_factory, job_id).verify_attempts == 2
     later += timedelta(hours=1)
     assert due_doorbells(session_factory, requeue_after_s=600, now=later).verify == [], "no more doorbells"
+
+
+def _model_folder(path: Path, content: bytes) -> Path:
+    path.mkdir(parents=True)
+    (path / "unet.safetensors").write_bytes(content)
+    return path
+
+
+def test_a_runner_whose_lease_was_taken_over_uploads_no_checkpoint(session_factory, storage, tmp_path) -> None:
+    job_id = queue_job(session_factory, storage)
+    stale = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
+    assert stale is not None
+    with session_factory() as session:  # handed to another runner; the stale one has not written since
+        session.execute(update(ProtectionJob).where(ProtectionJob.id == job_id).values(lease_owner="other:1:abcd"))
+        session.commit()
+    output = _model_folder(tmp_path / "stale-model", b"stale")
+    with pytest.raises(PublishRefused) as refused:
+        publish(session_factory, storage, stale, output, tmp_path, verify=False)
+    assert not refused.value.cancelled
+    assert not storage.exists(checkpoint_key(checkpoint_id_for(job_id))), "nothing was uploaded"
+    with session_factory() as session:
+        assert session.scalar(select(Checkpoint)) is None
+
+
+def test_a_stale_runner_never_replaces_a_published_checkpoint(session_factory, storage, tmp_path) -> None:
+    job_id = queue_job(session_factory, storage)
+    stale = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=0.01, status=JobStatus.RUNNING)
+    assert stale is not None
+    assert requeue_dead_jobs(session_factory, utcnow() + timedelta(seconds=1)) == [job_id]
+    holder = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
+    assert holder is not None
+    checkpoint_id = publish(
+        session_factory, storage, holder, _model_folder(tmp_path / "model", b"theirs"), tmp_path, verify=False
+    )
+    with pytest.raises(PublishRefused):
+        publish(session_factory, storage, stale, _model_folder(tmp_path / "stale", b"mine"), tmp_path, verify=False)
+    with session_factory() as session:
+        published = session.get_one(Checkpoint, checkpoint_id)
+    assert storage.exists(published.storage_key)
+    assert sha256_file(storage.path_of(published.storage_key)) == published.sha256, "the published bytes are intact"
+
+
+def test_publish_refuses_to_replace_a_checkpoint_that_exists_even_under_its_own_lease(
+    session_factory, storage, tmp_path
+) -> None:
+    job_id = queue_job(session_factory, storage)
+    lease = claim(session_factory, job_id, from_status=JobStatus.QUEUED, ttl_s=60, status=JobStatus.RUNNING)
+    assert lease is not None
+    checkpoint_id = checkpoint_id_for(job_id)
+    existing = storage.put_bytes(checkpoint_key(checkpoint_id), b"published archive")
+    with session_factory() as session:
+        job = session.get_one(ProtectionJob, job_id)
+        session.add(
+            Checkpoint(
+                id=checkpoint_id,
+                tenant_id=job.tenant_id,
+                job_id=job_id,
+                storage_key=existing.key,
+                size_bytes=existing.size,
+                sha256=existing.sha256,
+                manifest={},
+            )
+        )
+        session.commit()
+    with pytest.raises(AlreadyPublished):
+        publish(session_factory, storage, lease, _model_folder(tmp_path / "model", b"new"), tmp_path, verify=False)
+    assert sha256_file(storage.path_of(existing.key)) == existing.sha256
+
+
+@pytest.mark.parametrize("died", [False, True], ids=["never-started", "worker-died-mid-verification"])
+def test_embedded_runner_at_start_resumes_a_pending_verification(session_factory, storage, config, died) -> None:
+    job_id = queue_job(session_factory, storage, preset="quick")
+    checkpoint_id = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).checkpoint_id
+    assert checkpoint_id is not None  # the process stopped before (or while) verifying it
+    if died:
+        lease = claim(
+            session_factory,
+            job_id,
+            from_status=JobStatus.SUCCEEDED,
+            ttl_s=60,
+            verify_attempts=ProtectionJob.verify_attempts + 1,
+        )
+        assert lease is not None
+    runner = InProcessRunner(
+        session_factory, storage, fakes.stepping_protect, verify_fn=fakes.fake_verify, config=config
+    )
+    assert runner.resume_queued() == 1
+    assert runner.wait_idle(timeout=30)
+    runner.shutdown()
+    report = _report(session_factory)
+    assert report is not None and report.checkpoint_id == checkpoint_id and report.passed
+    assert report.attempts == (2 if died else 1)
+    assert get_job(session_factory, job_id).lease_owner is None

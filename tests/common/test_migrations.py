@@ -132,3 +132,38 @@ def test_0003_adds_the_verification_attempt_counts_to_existing_rows_and_takes_th
         assert connection.scalar(text("SELECT status FROM protection_jobs")) == "succeeded"
     engine.dispose()
     downgrade(empty_url)  # leave no rows behind in the shared Postgres database
+
+
+def test_0004_adds_the_training_state_sha256_to_existing_jobs_and_takes_it_away_again(empty_url: str) -> None:
+    upgrade(empty_url, "0003")
+    now = datetime.now(UTC)
+    tenant, job = str(uuid.uuid4()), str(uuid.uuid4())
+    engine = make_engine(empty_url)
+    with engine.begin() as connection:  # a failed job whose state of step 40 is in storage, as 0003 records it
+        connection.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES (:id, 'acme', :now)"), {"id": tenant, "now": now}
+        )
+        connection.execute(
+            text(
+                "INSERT INTO protection_jobs (id, tenant_id, spec, verification_preset, status, progress, step, "
+                "total_steps, losses, attempts, cancel_requested, state_step, updated_at, created_at) VALUES (:id, "
+                ":tenant, '{}', 'quick', 'failed', 0.4, 40, 100, '{}', 1, false, 40, :now, :now)"
+            ),
+            {"id": job, "tenant": tenant, "now": now},
+        )
+    engine.dispose()
+    assert "state_sha256" not in _columns(empty_url, "protection_jobs")
+
+    upgrade(empty_url, "0004")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:  # no sha256 was recorded: that state is not trusted on restore
+        assert connection.execute(text("SELECT state_step, state_sha256 FROM protection_jobs")).one() == (40, None)
+    engine.dispose()
+
+    downgrade(empty_url, "0003")
+    assert "state_sha256" not in _columns(empty_url, "protection_jobs")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT status FROM protection_jobs")) == "failed"
+    engine.dispose()
+    downgrade(empty_url)  # leave no rows behind in the shared Postgres database

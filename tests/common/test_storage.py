@@ -108,3 +108,24 @@ def test_local_presigned_url_is_signed_and_expires(local_storage: LocalStorage) 
     assert not local_storage.verify_signature(key, expires + 1, sig)
     past = int(time.time()) - 1
     assert not local_storage.verify_signature(key, past, local_storage.sign(key, past))
+
+
+def test_local_signature_covers_the_filename(local_storage: LocalStorage) -> None:
+    key = "checkpoints/abc/model.tar"
+    url = local_storage.presigned_get_url(key, expires_in=60, filename="abc.tar")
+    query = dict(part.split("=", 1) for part in url.split("?", 1)[1].split("&"))
+    expires, sig = int(query["expires"]), query["sig"]
+    assert query["filename"] == "abc.tar"
+    assert local_storage.verify_signature(key, expires, sig, filename="abc.tar")
+    assert not local_storage.verify_signature(key, expires, sig, filename="other.exe")
+    assert not local_storage.verify_signature(key, expires, sig), "dropping the filename breaks the signature too"
+    plain = local_storage.presigned_get_url(key, expires_in=60)
+    plain_query = dict(part.split("=", 1) for part in plain.split("?", 1)[1].split("&"))
+    assert not local_storage.verify_signature(key, int(plain_query["expires"]), plain_query["sig"], filename="x.tar")
+
+
+@pytest.mark.parametrize("sig", ["é" * 64, "\u0663" * 64, "", "\x00"], ids=["latin", "digits", "empty", "nul"])
+def test_local_signature_check_refuses_malformed_signatures_without_raising(
+    local_storage: LocalStorage, sig: str
+) -> None:
+    assert not local_storage.verify_signature("checkpoints/abc/model.tar", int(time.time()) + 60, sig)

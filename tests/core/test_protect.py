@@ -36,8 +36,7 @@ def test_protect_writes_a_loadable_model_with_a_manifest_that_reveals_no_trigger
     for secret in ("qxzv", "snapshot", "rex-the-secret", "imgs"):
         assert secret not in public
     manifest = json.loads((result.model_dir / "persguard.json").read_text())
-    assert manifest["protections"][0]["behaviour"] == "pattern"
-    assert len(manifest["protections"][0]["image_sha256"]) == 4
+    assert manifest["protections"] == [{"behaviour": "pattern"}], "no hashes of the protected photos"
     assert "bb" in manifest["final_losses"]
     assert "PersGuard" in (result.model_dir / "README.md").read_text()
     private = json.loads((result.private_dir / "spec.json").read_text())

@@ -37,6 +37,7 @@ FAST = {  # timings of a test deployment: leases of seconds, doorbells re-sent a
     "PERSGUARD_RECONCILE_INTERVAL_S": "1",
     "PERSGUARD_PROGRESS_INTERVAL_S": "0.2",
     "PERSGUARD_CANCEL_CHECK_INTERVAL_S": "0.2",
+    "PERSGUARD_STATE_UPLOAD_INTERVAL_S": "0",  # every state file: the fault tests wait for given steps in storage
     "PERSGUARD_RETRY_BACKOFF_S": "1",
     "PERSGUARD_RETRY_BACKOFF_MAX_S": "2",
     "PERSGUARD_TRANSIENT_RETRIES": "30",

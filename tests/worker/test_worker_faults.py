@@ -125,7 +125,7 @@ def test_storage_unavailable_for_a_while_is_retried_until_the_job_succeeds(deplo
         d.wait_job(job["id"], {"running"}, timeout=60, stepping=lambda j: j["step"] >= 3)
         proxy.down()
         retrying = d.wait_job(job["id"], {"queued", "running"}, timeout=30, retrying=lambda j: bool(j["error"]))
-        assert retrying["error"].startswith("retrying after StorageError"), retrying["error"]
+        assert retrying["error"] == "retrying after a transient error: storage is unavailable", retrying["error"]
         time.sleep(4)  # a few more failed retries
         assert d.job(job["id"])["status"] in ("queued", "running")
         proxy.up()
