@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from api.errors import ProblemError
 from api.reads import Reads
 from api.services.principal import Principal
+from api.services.quotas import Quotas
 from common.db import SessionFactory
 from common.jobs import JobRunner
 from common.keys import authenticate
@@ -50,14 +51,21 @@ async def get_runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
+async def get_quotas(request: Request) -> Quotas:
+    return request.app.state.quotas
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 ReadsDep = Annotated[Reads, Depends(get_reads)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+QuotasDep = Annotated[Quotas, Depends(get_quotas)]
 
 
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+MISSING_KEY = "send an API key as `Authorization: Bearer <key>`"
+UNKNOWN_KEY = "the API key is unknown or revoked; ask an admin for a new one"
 
 
 def _lookup_principal(session_factory: SessionFactory, key: str) -> Principal:
@@ -65,12 +73,7 @@ def _lookup_principal(session_factory: SessionFactory, key: str) -> Principal:
     with session_factory() as session:
         row = authenticate(session, key)
         if row is None:
-            raise ProblemError(
-                401,
-                "the API key is unknown or revoked; ask an admin for a new one",
-                kind="unauthenticated",
-                headers=CHALLENGE,
-            )
+            raise ProblemError(401, UNKNOWN_KEY, kind="unauthenticated", headers=CHALLENGE)
         return Principal(key_id=row.id, tenant_id=row.tenant_id, role=Role(row.role))
 
 
@@ -83,9 +86,7 @@ async def get_principal(request: Request, credentials: BearerDep) -> Principal:
     `async`, so that a cache hit costs no hop to a worker thread; only a miss queries the database, in one, with
     its own session (so a handler that needs no session gets none)."""
     if credentials is None:
-        raise ProblemError(
-            401, "send an API key as `Authorization: Bearer <key>`", kind="unauthenticated", headers=CHALLENGE
-        )
+        raise ProblemError(401, MISSING_KEY, kind="unauthenticated", headers=CHALLENGE)
     cache = request.app.state.auth_cache
     if (cached := cache.get(credentials.credentials)) is not None:
         return cached

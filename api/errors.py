@@ -12,7 +12,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.services.errors import Conflict, DomainError, InvalidRequest, NotFound, PermissionDenied, Unavailable
+from api.services.errors import (
+    Conflict,
+    DomainError,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +37,9 @@ class Problem(BaseModel):
     detail: str = Field(description="What went wrong and how to fix it")
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
+    quota: str | None = Field(
+        None, description="of a 429 quota-exceeded: the limit reached (active_jobs, subjects, subject_bytes)"
+    )
 
 
 class ProblemError(Exception):
@@ -91,6 +102,7 @@ DOMAIN_STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     PermissionDenied: 403,
     InvalidRequest: 422,
+    QuotaExceeded: 429,
     Unavailable: 503,
 }
 
@@ -105,6 +117,9 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     status = domain_status(exc)
     if status is None:  # a kind of refusal no status was chosen for: a bug, answered as one
         return await _on_unexpected(request, exc)
+    if isinstance(exc, QuotaExceeded):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return problem_response(request, status, exc.message, kind=exc.code, headers=headers, quota=exc.quota)
     return problem_response(request, status, exc.message, kind=exc.code)
 
 

@@ -12,8 +12,11 @@ from fastapi import FastAPI
 from api.auth_cache import AuthCache
 from api.errors import install_problem_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.rate_limit import RateLimiter
 from api.reads import Reads
+from api.request_guard import RequestGuard
 from api.routes import checkpoints, files, health, jobs, models, protections, subjects
+from api.services.quotas import Quotas
 from api.upload_guard import UploadGuard
 from common.db import SessionFactory, make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobConfig, JobRunner
@@ -25,7 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UPLOAD_PATHS = {"/v1/subjects"}
+UPLOAD_PATHS = frozenset({"/v1/subjects"})
+# Paths served without a key: liveness and readiness, and the signed download links (their signature is the
+# credential); the OpenAPI document and docs pages are added from the app's own settings.
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/v1/files"})
 
 
 def default_runner(settings: Settings, session_factory: SessionFactory, storage: Storage) -> JobRunner:
@@ -69,12 +75,13 @@ def create_app(
     runner: JobRunner | None = None,
 ) -> FastAPI:
     """Build the API; anything not given comes from `settings` (the environment by default)."""
-    settings = settings or get_settings()
+    settings = settings or get_settings()  # production settings with a missing or default secret raise here
+    settings.check_process("api")
     engine = None
     if session_factory is None:
         engine = make_engine(settings.database_url)
         session_factory = make_session_factory(engine)
-    storage = storage or storage_from_settings(settings)
+    storage = storage or storage_from_settings(settings, role="api")
     runner = runner or default_runner(settings, session_factory, storage)
     reads = Reads(engine or session_factory.kw["bind"])
 
@@ -106,10 +113,28 @@ def create_app(
     app.state.reads = reads
     app.state.metrics = Metrics(session_factory)
     app.state.auth_cache = AuthCache(settings.auth_cache_ttl_s)
+    app.state.quotas = Quotas.from_settings(settings)
 
     install_problem_handlers(app)
     for module in (health, subjects, protections, jobs, checkpoints, models, files):
         app.include_router(module.router)
-    app.add_middleware(UploadGuard, paths=UPLOAD_PATHS, max_bytes=settings.max_request_bytes)
+    # The last added runs first: metrics (which count the guard's refusals too), then the request guard (key, rate,
+    # body size), then the upload content-type check.
+    app.add_middleware(UploadGuard, paths=UPLOAD_PATHS)
+    app.add_middleware(
+        RequestGuard,
+        public_paths=PUBLIC_PATHS | docs_paths(app),
+        upload_paths=UPLOAD_PATHS,
+        max_json_bytes=settings.max_json_body_bytes,
+        max_upload_bytes=settings.max_request_bytes,
+        rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def docs_paths(app: FastAPI) -> frozenset[str]:
+    """The paths of the OpenAPI document and the docs pages that `app` serves."""
+    paths = (app.openapi_url, app.docs_url, app.redoc_url)
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url if app.docs_url else None
+    return frozenset(path for path in (*paths, oauth2_redirect) if path)

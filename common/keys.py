@@ -15,6 +15,7 @@ from common.audit import record_event
 from common.models import ApiKey, Role, Tenant, utcnow
 
 KEY_PREFIX = "pgk"
+MAX_KEY_LENGTH = 200  # issued keys are 60 characters: `pgk_` + 12 hex + `_` + 43 url-safe base64
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
@@ -74,6 +75,12 @@ def parse_prefix(key: str) -> str | None:
     if len(parts) != 3 or parts[0] != KEY_PREFIX or not parts[1]:
         return None
     return parts[1]
+
+
+def is_well_formed(key: str) -> bool:
+    """Whether `key` has the shape of an issued key, `pgk_<prefix>_<secret>`, both parts non-empty (no lookup)."""
+    prefix = parse_prefix(key)
+    return prefix is not None and len(key) <= MAX_KEY_LENGTH and len(key) > len(KEY_PREFIX) + len(prefix) + 2
 
 
 def authenticate(session: Session, key: str) -> ApiKey | None:

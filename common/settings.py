@@ -3,6 +3,9 @@
 With no configuration the service runs embedded: a SQLite file and a local storage directory under `./var/`
 and an in-process job runner. Pointing `PERSGUARD_DATABASE_URL`, `PERSGUARD_STORAGE_BACKEND=s3` (+ the `S3_*`
 settings) and `PERSGUARD_BROKER_URL` elsewhere gives the production shape with the same code.
+
+`PERSGUARD_ENV=production` adds one rule: every secret the configuration uses must be set and must not be a known
+default (`UnsafeSettings` at load, naming each variable and what to set). Development needs no configuration.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,10 +32,58 @@ def check_public_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
+Environment = Literal["development", "production"]
+ProcessRole = Literal["api", "worker"]  # the api; the Celery processes (GPU workers and beat)
+
+# Values that anyone can look up: what docker-compose.yml shipped before its secrets moved to the env file, the
+# placeholders of .env.example (all `change-me-...`), and the usual stock passwords.
+KNOWN_DEFAULT_SECRETS = frozenset(
+    {"persguard", "postgres", "password", "secret", "changeme", "admin", "redis", "minioadmin", "seaweedfs", "test"}
+)
+GENERATE_HINT = "a random value, e.g. `openssl rand -hex 32`"
+
+
+class UnsafeSettings(RuntimeError):
+    """Production settings with a missing or known-default secret; the message names each variable and the fix.
+
+    Not a ValueError on purpose: pydantic passes it through as it is, so the message is not wrapped in a
+    validation report that would echo the configuration's values (secrets included)."""
+
+
+def is_default_secret(value: str) -> bool:
+    """Whether `value` is a known default or placeholder, never fit for production."""
+    plain = value.strip().lower()
+    return plain in KNOWN_DEFAULT_SECRETS or plain.startswith(("change-me", "changeme", "change_me"))
+
+
+def _secret_problem(variable: str, value: SecretStr | None) -> str | None:
+    if value is None or not value.get_secret_value():
+        return f"{variable} is unset; set it to {GENERATE_HINT}"
+    if is_default_secret(value.get_secret_value()):
+        return f"{variable} is a known default or placeholder; set it to {GENERATE_HINT}"
+    return None
+
+
+def _url_password_problem(variable: str, url: str, example: str) -> str | None:
+    """The password of a database or broker URL: present and not a known default."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None  # a file (SQLite) or a local socket: no password to check
+    if not parts.password:
+        return f"{variable} has no password; put a generated one ({GENERATE_HINT}) in the URL: {example}"
+    if is_default_secret(unquote(parts.password)):
+        return f"{variable} has a known default password; put a generated one ({GENERATE_HINT}) in the URL: {example}"
+    return None
+
+
 class Settings(BaseSettings):
     """Everything the api and the worker read from the environment."""
 
     model_config = SettingsConfigDict(env_prefix="PERSGUARD_", extra="ignore")
+
+    env: Environment = Field(
+        "development", description="production refuses to start while a secret it uses is unset or a known default"
+    )
 
     database_url: str = Field(f"sqlite:///{VAR_DIR / 'persguard.sqlite3'}", description="SQLAlchemy URL")
     broker_url: str | None = Field(None, description="Redis URL of the job queue; unset = in-process runner")
@@ -43,6 +94,17 @@ class Settings(BaseSettings):
     s3_bucket: str = "persguard"
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
+    s3_api_access_key: SecretStr | None = Field(None, description="the api's own S3 identity; unset = S3_ACCESS_KEY")
+    s3_api_secret_key: SecretStr | None = None
+    s3_worker_access_key: SecretStr | None = Field(
+        None, description="the Celery processes' (workers, beat) own S3 identity; unset = S3_ACCESS_KEY"
+    )
+    s3_worker_secret_key: SecretStr | None = None
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="scheme://host[:port] at which model hosts reach the S3 server: presigned download URLs name "
+        "it; the service's own traffic keeps S3_ENDPOINT_URL. Unset = S3_ENDPOINT_URL",
+    )
     s3_region: str = "us-east-1"
     s3_multipart_threshold_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
     s3_multipart_chunk_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
@@ -110,10 +172,94 @@ class Settings(BaseSettings):
     min_images_per_subject: int = Field(3, ge=1)
     max_images_per_subject: int = Field(20, ge=1)
 
+    # Request guard, per-key request rate and per-tenant quotas (api/request_guard.py, api/services/quotas.py).
+    max_json_body_bytes: int = Field(
+        1024 * 1024, ge=1, description="largest body of any request but an upload (those have max_request_bytes)"
+    )
+    rate_limit_per_s: float = Field(
+        1000.0, ge=0, description="requests per second per API key, counted in each API process; 0 = no limit"
+    )
+    rate_limit_burst: int = Field(2000, ge=1, description="requests a key may send at once before the rate applies")
+    max_active_jobs_per_tenant: int = Field(1000, ge=1, description="queued + running jobs of one tenant")
+    max_subjects_per_tenant: int = Field(10_000, ge=1, description="registered (not deleted) subjects of one tenant")
+    max_subject_bytes_per_tenant: int = Field(
+        100 * 1024**3, ge=1, description="stored bytes of one tenant's subject images (normalised PNGs)"
+    )
+
     @field_validator("public_base_url")
     @classmethod
     def _public_base_url(cls, url: str) -> str:
         return check_public_base_url(url)
+
+    @field_validator("s3_public_endpoint_url")
+    @classmethod
+    def _s3_public_endpoint_url(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        parts = urlsplit(url.strip())
+        if parts.username or parts.password:
+            raise ValueError("PERSGUARD_S3_PUBLIC_ENDPOINT_URL must not carry credentials")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"PERSGUARD_S3_PUBLIC_ENDPOINT_URL must be an http(s) URL with a host, got {url!r}")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        """In production, each secret the configuration uses is set and no known default (UnsafeSettings)."""
+        if self.env == "production":
+            _refuse(self._production_problems())
+        return self
+
+    def _production_problems(self) -> list[str]:
+        problems = [
+            _url_password_problem(
+                "PERSGUARD_DATABASE_URL", self.database_url, "postgresql+psycopg://USER:PASSWORD@HOST:5432/DB"
+            )
+        ]
+        if self.broker_url:
+            problems.append(
+                _url_password_problem("PERSGUARD_BROKER_URL", self.broker_url, "redis://:PASSWORD@HOST:6379/0")
+            )
+        if self.storage_backend == "local" or self.signing_secret is not None:
+            problems.append(_secret_problem("PERSGUARD_SIGNING_SECRET", self.signing_secret))
+        if self.storage_backend == "s3":
+            pairs = [(prefix, self._s3_pair(prefix)) for prefix in ("S3", "S3_API", "S3_WORKER")]
+            for prefix, (access, secret) in pairs:
+                if access is not None or secret is not None:
+                    problems.append(_secret_problem(f"PERSGUARD_{prefix}_ACCESS_KEY", access))
+                    problems.append(_secret_problem(f"PERSGUARD_{prefix}_SECRET_KEY", secret))
+            if all(access is None and secret is None for _, (access, secret) in pairs):
+                problems.append(
+                    "PERSGUARD_S3_ACCESS_KEY and PERSGUARD_S3_SECRET_KEY are unset (and so are the per-process "
+                    "PERSGUARD_S3_API_* / PERSGUARD_S3_WORKER_* keys); set the S3 credentials of this process"
+                )
+        return [problem for problem in problems if problem]
+
+    def _s3_pair(self, prefix: str) -> tuple[SecretStr | None, SecretStr | None]:
+        name = prefix.lower()
+        return getattr(self, f"{name}_access_key"), getattr(self, f"{name}_secret_key")
+
+    def s3_credentials(self, role: ProcessRole) -> tuple[str | None, str | None]:
+        """(access key, secret key) of `role`'s process: its own pair if set, else the shared one (None = boto3's
+        own lookup: environment, instance profile)."""
+        access, secret = self._s3_pair(f"S3_{role.upper()}")
+        if access is None and secret is None:
+            access, secret = self.s3_access_key, self.s3_secret_key
+        return (access.get_secret_value() if access else None, secret.get_secret_value() if secret else None)
+
+    def check_process(self, role: ProcessRole) -> None:
+        """At the start of `role`'s process: in production with S3, its own credentials (or the shared ones) must
+        be set; each container is given only its own (UnsafeSettings otherwise)."""
+        if self.env != "production" or self.storage_backend != "s3":
+            return
+        own = f"PERSGUARD_S3_{role.upper()}"
+        if not all(self.s3_credentials(role)):
+            _refuse(
+                [
+                    f"{own}_ACCESS_KEY and {own}_SECRET_KEY (or the shared PERSGUARD_S3_ACCESS_KEY and "
+                    f"PERSGUARD_S3_SECRET_KEY) are unset; the {role} process needs its S3 identity's keys"
+                ]
+            )
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:
@@ -128,6 +274,15 @@ class Settings(BaseSettings):
         if self.job_heartbeat_s >= self.job_lease_s:
             raise ValueError("PERSGUARD_JOB_HEARTBEAT_S must be shorter than PERSGUARD_JOB_LEASE_S")
         return self
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        raise UnsafeSettings(
+            f"PERSGUARD_ENV=production and the configuration has missing or default secrets:\n{lines}\n"
+            "Set them (docker compose: in .env, see .env.example), or PERSGUARD_ENV=development for a local run."
+        )
 
 
 @lru_cache

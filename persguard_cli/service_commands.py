@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--workers", type=int, default=1, help="API processes (default 1; one per core, needs PERSGUARD_BROKER_URL)"
     )
-    serve.set_defaults(handler=_serve)
+    serve.set_defaults(handler=_refusing_unsafe_settings(_serve))
 
     worker = sub.add_parser("worker", help="run a Celery worker for GPU jobs (needs PERSGUARD_BROKER_URL)")
     worker.add_argument("--queues", default="gpu", help="comma-separated queues to consume (default gpu)")
@@ -45,28 +45,44 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     worker.add_argument("--name", default=None, help="node name (default persguard@<host>)")
     worker.add_argument("--loglevel", default="INFO")
-    worker.set_defaults(handler=_worker)
+    worker.set_defaults(handler=_refusing_unsafe_settings(_worker))
 
     beat = sub.add_parser("beat", help="run the scheduler and the worker of the `default` queue (reconcile, purge)")
     beat.add_argument("--schedule", default=None, help="beat's schedule file (default <workdir>/celerybeat-schedule)")
     beat.add_argument("--loglevel", default="INFO")
-    beat.set_defaults(handler=_beat)
+    beat.set_defaults(handler=_refusing_unsafe_settings(_beat))
 
     admin = sub.add_parser("admin", help="manage tenants and API keys")
     admin_sub = admin.add_subparsers(dest="admin_command", required=True, metavar="ACTION")
 
     tenant = admin_sub.add_parser("create-tenant", help="add a tenant")
     tenant.add_argument("name")
-    tenant.set_defaults(handler=_create_tenant)
+    tenant.set_defaults(handler=_refusing_unsafe_settings(_create_tenant))
 
     key = admin_sub.add_parser("create-key", help="add an API key and print it (shown only once)")
     key.add_argument("--tenant", required=True, help="tenant name")
     key.add_argument("--role", required=True, choices=ROLES)
-    key.set_defaults(handler=_create_key)
+    key.set_defaults(handler=_refusing_unsafe_settings(_create_key))
 
     revoke = admin_sub.add_parser("revoke-key", help="revoke an API key by its prefix (the part after pgk_)")
     revoke.add_argument("prefix")
-    revoke.set_defaults(handler=_revoke_key)
+    revoke.set_defaults(handler=_refusing_unsafe_settings(_revoke_key))
+
+
+def _refusing_unsafe_settings(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`handler`, exiting 2 with the message (which names each variable to set) when production settings have a
+    missing or default secret, instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from common.settings import UnsafeSettings
+
+        try:
+            return handler(args)
+        except UnsafeSettings as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def _setup_logging() -> None:
@@ -104,6 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[PUBLIC_BASE_URL_ENV] = default_public_base_url(args.host, args.port)
     get_settings.cache_clear()
     settings = get_settings()
+    settings.check_process("api")
     if args.workers < 1:
         print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
         return 2
@@ -132,9 +149,11 @@ def _serve(args: argparse.Namespace) -> int:
 def _celery_app() -> Celery | None:
     from common.settings import get_settings
 
-    if not get_settings().broker_url:
+    settings = get_settings()
+    if not settings.broker_url:
         print("error: set PERSGUARD_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run workers", file=sys.stderr)
         return None
+    settings.check_process("worker")
     from worker.app import app
 
     return app

@@ -16,6 +16,9 @@ from common.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+# Production settings with a missing or default secret, or without the workers' own S3 keys, stop the process here,
+# before it connects to anything (common/settings.py: UnsafeSettings).
+get_settings().check_process("worker")
 app = make_celery(get_settings(), name="persguard-worker")
 app.conf.include = ["worker.tasks", "worker.reconciler"]
 

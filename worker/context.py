@@ -46,7 +46,7 @@ def context() -> WorkerContext:
     return WorkerContext(
         settings=settings,
         session_factory=make_session_factory(make_engine(settings.database_url)),
-        storage=storage_from_settings(settings),
+        storage=storage_from_settings(settings, role="worker"),
         config=JobConfig.from_settings(settings),
         protect_fn=protect_fn,
         verify_fn=verify_fn,

@@ -16,7 +16,7 @@ from api.schemas.common import Page
 from common.audit import record_event
 from common.models import Checkpoint, Role
 
-router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=problem_responses(401, 403, 422))
+router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=problem_responses(401, 403, 422, 429))
 
 
 def _visible(principal: Principal) -> Select[Checkpoint]:

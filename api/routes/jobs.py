@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import AdminOnly, ReadsDep, RightsHolderOrAdmin, RunnerDep, SessionDep
+from api.deps import AdminOnly, QuotasDep, ReadsDep, RightsHolderOrAdmin, RunnerDep, SessionDep
 from api.errors import problem_responses
 from api.pagination import PageDep, paginate
 from api.schemas.common import Page
@@ -15,7 +15,7 @@ from api.schemas.jobs import JobOut
 from api.services import jobs as service
 from common.models import JobStatus, ProtectionJob
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 422))
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=problem_responses(401, 403, 422, 429))
 
 
 @router.get("", response_model=Page[JobOut])
@@ -49,8 +49,10 @@ def cancel_job(job_id: uuid.UUID, session: SessionDep, principal: RightsHolderOr
 
 
 @router.post("/{job_id}/retry", status_code=202, response_model=JobOut, responses=problem_responses(404, 409))
-def retry_job(job_id: uuid.UUID, session: SessionDep, runner: RunnerDep, principal: AdminOnly) -> JobOut:
-    """Queue a failed or cancelled job again (admins)."""
-    job = service.retry_job(session, principal, service.get_visible_job(session, principal, job_id))
+def retry_job(
+    job_id: uuid.UUID, session: SessionDep, runner: RunnerDep, quotas: QuotasDep, principal: AdminOnly
+) -> JobOut:
+    """Queue a failed or cancelled job again (admins); a 429 while its tenant is at its limit of active jobs."""
+    job = service.retry_job(session, principal, service.get_visible_job(session, principal, job_id), quotas)
     runner.submit(job.id)
     return service.job_out(job)

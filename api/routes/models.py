@@ -13,7 +13,7 @@ from api.schemas.models import ModelCreate, ModelOut
 from common.audit import record_event
 from common.models import BaseModelEntry, Checkpoint
 
-router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401, 403, 422))
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=problem_responses(401, 403, 422, 429))
 
 
 @router.get("", response_model=Page[ModelOut])
@@ -23,7 +23,7 @@ def list_models(session: SessionDep, principal: AnyRole, page: PageDep) -> dict:
     return paginate(session, stmt, page, ModelOut.model_validate)
 
 
-@router.post("", status_code=201, response_model=ModelOut, responses=problem_responses(409))
+@router.post("", status_code=201, response_model=ModelOut, responses=problem_responses(409, 413))
 def register_model(body: ModelCreate, session: SessionDep, principal: AdminOnly) -> BaseModelEntry:
     """Register a base model (admins)."""
     if session.scalar(select(BaseModelEntry.id).where(BaseModelEntry.name == body.name)) is not None:

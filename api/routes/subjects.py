@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from api.deps import RightsHolderOrAdmin, SessionDep, SettingsDep, StorageDep
+from api.deps import QuotasDep, RightsHolderOrAdmin, SessionDep, SettingsDep, StorageDep
 from api.errors import ProblemError, problem_responses
 from api.images import ImageRejected, UploadLimits, check_count, check_size, validate_uploads
 from api.pagination import PageDep, paginate
@@ -17,7 +17,7 @@ from api.services import subjects as service
 from common.models import Subject
 from common.settings import Settings
 
-router = APIRouter(prefix="/v1/subjects", tags=["subjects"], responses=problem_responses(401, 403, 422))
+router = APIRouter(prefix="/v1/subjects", tags=["subjects"], responses=problem_responses(401, 403, 422, 429))
 
 
 def _limits(settings: Settings) -> UploadLimits:
@@ -44,18 +44,20 @@ def create_subject(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    quotas: QuotasDep,
     principal: RightsHolderOrAdmin,
     name: Annotated[str, Form(min_length=1, max_length=100, description="a label for the subject")],
     class_noun: Annotated[str, Form(max_length=50, pattern=CLASS_NOUN_PATTERN, description='e.g. "dog"')],
     images: Annotated[list[UploadFile] | None, File(description="3-20 PNG, JPEG or WebP images")] = None,
 ) -> Subject:
-    """Register a subject from its images; refused uploads store nothing."""
+    """Register a subject from its images; refused uploads store nothing. A tenant at its limit of subjects or of
+    stored image bytes gets a 429 (see docs/API.md, "Limits")."""
     limits = _limits(settings)
     try:
         clean = validate_uploads(_read_uploads(images or [], limits), limits)
     except ImageRejected as exc:
         raise ProblemError(exc.status, str(exc), kind="invalid-upload") from exc
-    return service.create_subject(session, storage, principal, name, class_noun, clean)
+    return service.create_subject(session, storage, principal, name, class_noun, clean, quotas)
 
 
 @router.get("", response_model=Page[SubjectOut])

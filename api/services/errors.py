@@ -65,3 +65,16 @@ class Unavailable(DomainError):
 
 class StorageUnavailable(Unavailable):
     code = "storage-unavailable"
+
+
+class QuotaExceeded(DomainError):
+    """The tenant is at one of its limits (settings): freeing what the message names, or waiting, lets it through.
+
+    `quota` names the limit; `retry_after_s` is when asking again may help."""
+
+    code = "quota-exceeded"
+
+    def __init__(self, message: str, *, quota: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.quota = quota
+        self.retry_after_s = retry_after_s

@@ -26,6 +26,7 @@ from api.services.errors import (
 )
 from api.services.principal import Principal
 from api.services.profiles import PROFILES
+from api.services.quotas import Quotas, check_active_jobs
 from common.audit import record_event
 from common.models import (
     BaseModelEntry,
@@ -166,9 +167,14 @@ def _first_error(exc: ValidationError, overrides: dict[str, dict[str, Any]]) -> 
 
 
 def create_job(
-    session: Session, principal: Principal, body: ProtectionCreate, idempotency_key: str | None
+    session: Session,
+    principal: Principal,
+    body: ProtectionCreate,
+    idempotency_key: str | None,
+    quotas: Quotas | None = None,
 ) -> tuple[ProtectionJob, bool]:
-    """Write a queued job (or find the one this Idempotency-Key made); returns (job, created)."""
+    """Write a queued job (or find the one this Idempotency-Key made); returns (job, created). With `quotas`, a new
+    job is refused (QuotaExceeded) while its tenant has its limit of active jobs; a replay never is."""
     check_may_request(principal, body)
     digest = request_hash(body)
     if idempotency_key:
@@ -179,6 +185,8 @@ def create_job(
     base = _base_model(session, body.base_model)
     spec = build_spec(body, subjects, base)
     tenant_id = subjects[0].tenant_id  # the job's tenant, under which its Idempotency-Key is kept
+    if quotas is not None:
+        check_active_jobs(session, tenant_id, quotas)
     job = ProtectionJob(
         tenant_id=tenant_id,
         created_by_key_id=principal.key_id,
@@ -322,11 +330,16 @@ def cancel_job(session: Session, principal: Principal, job: ProtectionJob) -> Pr
     return job
 
 
-def retry_job(session: Session, principal: Principal, job: ProtectionJob) -> ProtectionJob:
+def retry_job(
+    session: Session, principal: Principal, job: ProtectionJob, quotas: Quotas | None = None
+) -> ProtectionJob:
     """Put a failed or cancelled job back in the queue (its attempts count goes on). Any lease still recorded is
-    cleared: the job is free for the next worker at once, not when that lease would have run out."""
+    cleared: the job is free for the next worker at once, not when that lease would have run out. With `quotas`,
+    refused (QuotaExceeded) while the job's tenant has its limit of active jobs."""
     if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise InvalidState(f"job {job.id} is {job.status}; only failed or cancelled jobs can be retried")
+    if quotas is not None:
+        check_active_jobs(session, job.tenant_id, quotas)
     job.status, job.error, job.cancel_requested = JobStatus.QUEUED, None, False
     job.started_at = job.finished_at = None
     job.lease_owner = job.lease_expires_at = job.heartbeat_at = None

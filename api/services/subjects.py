@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from api.images import CleanImage
 from api.services.errors import NotFound, StorageUnavailable
 from api.services.principal import Principal
+from api.services.quotas import Quotas, check_new_subject
 from common.audit import record_event
 from common.models import JobStatus, ProtectionJob, Subject, SubjectImage, SubjectStatus, job_subjects, utcnow
 from common.storage import Storage, StorageError
@@ -19,11 +20,23 @@ log = logging.getLogger(__name__)
 
 
 def create_subject(
-    session: Session, storage: Storage, principal: Principal, name: str, class_noun: str, images: list[CleanImage]
+    session: Session,
+    storage: Storage,
+    principal: Principal,
+    name: str,
+    class_noun: str,
+    images: list[CleanImage],
+    quotas: Quotas | None = None,
 ) -> Subject:
-    """Store the images, then the rows; if either fails, remove what was stored and raise."""
+    """Store the images, then the rows; if either fails, remove what was stored and raise. With `quotas`, a subject
+    that would pass its tenant's limits is refused (QuotaExceeded): checked before storing anything, and again,
+    under the tenant's lock, before the rows are written."""
     subject_id = uuid.uuid4()
     stored: list[str] = []
+    new_bytes = sum(len(image.png) for image in images)
+    if quotas is not None:
+        check_new_subject(session, principal.tenant_id, new_bytes, quotas, lock=False)
+        session.rollback()  # end that read, so that no connection is held while the images go up
     try:
         rows = []
         for position, image in enumerate(images):
@@ -31,6 +44,8 @@ def create_subject(
             obj = storage.put_bytes(key, image.png)
             stored.append(key)
             rows.append(_image_row(position, obj.key, image))
+        if quotas is not None:  # another request of the tenant may have taken the room while the images went up
+            check_new_subject(session, principal.tenant_id, new_bytes, quotas, lock=True)
         subject = Subject(
             id=subject_id,
             tenant_id=principal.tenant_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from common.settings import Settings
+from common.settings import ProcessRole, Settings
 from common.storage.base import (
     ChecksumMismatch,
     ListedObject,
@@ -34,14 +34,17 @@ __all__ = [
 ]
 
 
-def storage_from_settings(settings: Settings) -> Storage:
-    """The backend the settings name; S3 creates its bucket if needed."""
+def storage_from_settings(settings: Settings, *, role: ProcessRole) -> Storage:
+    """The backend the settings name, for `role`'s process (S3: with that process's own credentials, see
+    `Settings.s3_credentials`); S3 creates its bucket if needed and allowed."""
     if settings.storage_backend == "s3":
+        access_key, secret_key = settings.s3_credentials(role)
         storage = S3Storage(
             bucket=settings.s3_bucket,
             endpoint_url=settings.s3_endpoint_url,
-            access_key=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
-            secret_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            public_endpoint_url=settings.s3_public_endpoint_url,
+            access_key=access_key,
+            secret_key=secret_key,
             region=settings.s3_region,
             multipart_threshold=settings.s3_multipart_threshold_bytes,
             multipart_chunk=settings.s3_multipart_chunk_bytes,

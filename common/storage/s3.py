@@ -28,8 +28,16 @@ log = logging.getLogger(__name__)
 NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 
 
+NO_BUCKET = {"404", "NoSuchBucket"}
+
+
 class S3Storage:
-    """One bucket; large files go up in parts (`multipart_threshold`), downloads are presigned GETs."""
+    """One bucket; large files go up in parts (`multipart_threshold`), downloads are presigned GETs.
+
+    `endpoint_url` carries the service's own traffic; presigned URLs name `public_endpoint_url` when given (the
+    address at which model hosts outside the service's network reach the same server). The bucket checks list at
+    most one key: that needs only the List permission (AWS's s3:ListBucket, as HeadBucket does; SeaweedFS wants
+    its bucket-wide Read for HeadBucket, which an identity limited to some prefixes does not have)."""
 
     def __init__(
         self,
@@ -41,25 +49,44 @@ class S3Storage:
         region: str = "us-east-1",
         multipart_threshold: int = 8 * 1024 * 1024,
         multipart_chunk: int = 8 * 1024 * 1024,
+        public_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
-            region_name=region,
-            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
-        )
+
+        def client(endpoint: str | None) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret_key,
+                region_name=region,
+                config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 3}),
+            )
+
+        self.client = client(endpoint_url)
+        # Presigning is local (no request): the URL is signed for the host it names, the public one when given.
+        self.presign_client = client(public_endpoint_url.rstrip("/")) if public_endpoint_url else self.client
         self.transfer = TransferConfig(multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunk)
 
     def ensure_bucket(self) -> None:
-        """Create the bucket if it does not exist yet."""
+        """Create the bucket if it does not exist yet (an identity without the right to create it gets a
+        StorageError that says so: in docker-compose.yml the `s3-init` service creates it)."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
+            self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+            return
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) not in NO_BUCKET:
+                raise self._translate(self.bucket, exc) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 bucket check failed: {exc}") from exc
+        try:
             self.client.create_bucket(Bucket=self.bucket)
-            log.info("created bucket %s", self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(
+                f"bucket {self.bucket!r} does not exist and these credentials cannot create it ({exc}); create it "
+                "with an identity that may"
+            ) from exc
+        log.info("created bucket %s", self.bucket)
 
     def put_bytes(self, key: str, data: bytes) -> StoredObject:
         digest = hashlib.sha256(data).hexdigest()
@@ -110,10 +137,10 @@ class S3Storage:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": check_key(key)}
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        return self.presign_client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     def check(self) -> None:
-        self._call("head_bucket", Bucket=self.bucket)
+        self._call("list_objects_v2", Bucket=self.bucket, MaxKeys=1)
 
     def list_objects(self, prefix: str) -> Iterator[ListedObject]:
         try:

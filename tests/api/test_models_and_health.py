@@ -81,7 +81,7 @@ def test_metrics_need_an_admin_key(make_env) -> None:
 
 
 def test_unknown_route_and_method_are_problems(api: ApiEnv) -> None:
-    missing = api.client.get("/v1/nothing")
+    missing = api.client.get("/v1/nothing", headers=api.auth(ADMIN))  # without a key: 401 (test_request_guard.py)
     assert missing.status_code == 404 and missing.json()["type"].endswith("/not-found")
     wrong_method = api.client.put("/v1/models", headers=api.auth(ADMIN))
     assert wrong_method.status_code == 405 and "PUT is not allowed" in wrong_method.json()["detail"]

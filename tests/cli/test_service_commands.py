@@ -95,3 +95,22 @@ def test_serve_names_its_own_address_in_download_links_unless_configured(host: s
 
     assert default_public_base_url(host, 8000) == url
     assert Settings(public_base_url=url).public_base_url == url
+
+
+def test_serve_refuses_production_with_the_defaults_compose_shipped(tmp_path: Path) -> None:
+    env = {
+        "PERSGUARD_ENV": "production",
+        "PERSGUARD_DATABASE_URL": "postgresql+psycopg://persguard:persguard@127.0.0.1:9/persguard",
+        "PERSGUARD_BROKER_URL": "redis://127.0.0.1:9/0",
+        "PERSGUARD_STORAGE_BACKEND": "s3",
+        "PERSGUARD_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "PERSGUARD_S3_ACCESS_KEY": "persguard",
+        "PERSGUARD_S3_SECRET_KEY": "change-me-s3-secret",
+        "PERSGUARD_SIGNING_SECRET": "change-me-signing-secret",
+    }
+    result = _persguard("serve", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    for variable in ("PERSGUARD_DATABASE_URL", "PERSGUARD_BROKER_URL", "PERSGUARD_S3_SECRET_KEY"):
+        assert variable in result.stderr
+    assert not (tmp_path / "var").exists(), "nothing created"

@@ -10,10 +10,20 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from common.storage import ChecksumMismatch, LocalStorage, ObjectNotFound, S3Storage, Storage, StorageError
+from common.settings import Settings
+from common.storage import (
+    ChecksumMismatch,
+    LocalStorage,
+    ObjectNotFound,
+    S3Storage,
+    Storage,
+    StorageError,
+    storage_from_settings,
+)
 
 
 def _key() -> str:
@@ -77,6 +87,56 @@ def test_s3_presigned_url_downloads_without_credentials(s3_storage: S3Storage) -
     with urllib.request.urlopen(url) as response:
         assert response.read() == b"checkpoint bytes"
         assert "model.tar" in response.headers["Content-Disposition"]
+
+
+def _public(endpoint_url: str) -> str:
+    """The same test server under another host name, as a model host outside the compose network names it."""
+    assert "127.0.0.1" in endpoint_url
+    return endpoint_url.replace("127.0.0.1", "localhost")
+
+
+def test_s3_presigned_url_names_the_public_endpoint_and_downloads_through_it(s3_server, tmp_path: Path) -> None:
+    storage = S3Storage(
+        bucket="persguard-test",
+        endpoint_url=s3_server.endpoint_url,
+        public_endpoint_url=_public(s3_server.endpoint_url) + "/",
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+    storage.ensure_bucket()
+    storage.put_bytes(key := _key(), b"checkpoint bytes")  # the service's own traffic: the internal endpoint
+    assert storage.client.meta.endpoint_url == s3_server.endpoint_url
+    url = storage.presigned_get_url(key, expires_in=60, filename="model.tar")
+    assert urlsplit(url).netloc == urlsplit(_public(s3_server.endpoint_url)).netloc
+    with urllib.request.urlopen(url) as response:  # signed for the public host: the server accepts it there
+        assert response.read() == b"checkpoint bytes"
+    internal = S3Storage(
+        bucket="persguard-test",
+        endpoint_url=s3_server.endpoint_url,
+        access_key=s3_server.access_key,
+        secret_key=s3_server.secret_key,
+    )
+    assert urlsplit(internal.presigned_get_url(key, 60)).netloc == urlsplit(s3_server.endpoint_url).netloc
+
+
+def test_storage_from_settings_uses_the_public_endpoint_and_the_process_s3_credentials(s3_server) -> None:
+    settings = Settings(
+        storage_backend="s3",
+        s3_bucket="persguard-test",
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_public_endpoint_url="https://s3.persguard.example.com",
+        s3_api_access_key=s3_server.access_key,
+        s3_api_secret_key=s3_server.secret_key,
+        s3_worker_access_key=s3_server.access_key,
+        s3_worker_secret_key="not-the-worker-secret",
+    )
+    api = storage_from_settings(settings, role="api")
+    assert isinstance(api, S3Storage)
+    api.put_bytes(key := _key(), b"x")
+    url = urlsplit(api.presigned_get_url(key, 60))
+    assert (url.scheme, url.netloc, url.path) == ("https", "s3.persguard.example.com", f"/persguard-test/{key}")
+    with pytest.raises(StorageError):  # the worker's (wrong) secret: the server refuses its signatures
+        storage_from_settings(settings, role="worker")
 
 
 def test_s3_rejects_an_unsigned_or_tampered_request(s3_storage: S3Storage) -> None:
