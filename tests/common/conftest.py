@@ -1,14 +1,23 @@
-"""Storage backends for the common tests: the local directory and SeaweedFS's S3."""
+"""Fixtures of the common tests: a session factory on each database, and the storage backends (the local
+directory and SeaweedFS's S3)."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from common.db import SessionFactory, make_engine, make_session_factory
 from common.storage import LocalStorage, S3Storage, Storage
+
+
+@pytest.fixture
+def session_factory(database: str) -> Iterator[SessionFactory]:
+    engine = make_engine(database)
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from common.db import make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobCancelled, run_implant
 from common.jobs.config import JobConfig
 from common.jobs.errors import INTERNAL_ERROR, OUT_OF_MEMORY, UNREADABLE_IMAGE
@@ -24,13 +23,6 @@ from common.models import Checkpoint, JobStatus, ProtectionJob, SubjectImage
 from common.storage import LocalStorage
 from persguard_core.spec import ProtectionSpec
 from tests.rows import get_job, queue_job
-
-
-@pytest.fixture
-def session_factory(database: str):
-    engine = make_engine(database)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 def _queue_job(session_factory, storage: LocalStorage) -> uuid.UUID:

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select, update
 
 from api.schemas.checkpoints import VerificationSummary
-from common.db import make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobConfig, run_implant, run_verification
 from common.jobs.errors import INTERNAL_ERROR, NO_JUDGE
 from common.jobs.lease import claim
@@ -27,13 +26,6 @@ from common.storage import LocalStorage, StorageError, sha256_file
 from persguard_core.judge.base import NoJudge
 from tests.rows import get_job, queue_job
 from tests.worker import fakes
-
-
-@pytest.fixture
-def session_factory(database: str):
-    engine = make_engine(database)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from common.db import make_engine, make_session_factory
 from common.jobs import JobConfig, run_implant
 from common.jobs.lease import claim
 from common.jobs.training_state import STATE_FILE, TrainingStateSync, state_key
@@ -43,13 +42,6 @@ class CountingStorage(LocalStorage):
     def put_file(self, key: str, path: Path) -> StoredObject:
         self.put_keys.append(key)
         return super().put_file(key, path)
-
-
-@pytest.fixture
-def session_factory(database: str):
-    engine = make_engine(database)
-    yield make_session_factory(engine)
-    engine.dispose()
 
 
 @pytest.fixture
