@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 
 from common.db import SessionFactory
 from common.models import Checkpoint, JobStatus, ProtectionJob, VerificationReport, utcnow
@@ -101,17 +101,11 @@ def due_doorbells(
             )
         ).all()
         unverified = session.execute(
-            select(ProtectionJob.id, Checkpoint.id)
-            .join(Checkpoint, Checkpoint.job_id == ProtectionJob.id)
-            .outerjoin(VerificationReport, VerificationReport.checkpoint_id == Checkpoint.id)
-            .where(
-                ProtectionJob.status == JobStatus.SUCCEEDED,
-                ProtectionJob.verification_preset != "none",
-                VerificationReport.id.is_(None),
+            _unverified().where(
                 or_(
                     and_(ProtectionJob.lease_owner.is_(None), last_rung < stale),
                     ProtectionJob.lease_expires_at < now,
-                ),
+                )
             )
         ).all()
         job_ids = list(queued) + [job_id for job_id, _ in unverified]
@@ -128,6 +122,20 @@ def due_doorbells(
     return bells
 
 
+def _unverified() -> Select[tuple[uuid.UUID, uuid.UUID]]:
+    """(job id, checkpoint id) of succeeded jobs that asked for a verification and have no report yet."""
+    return (
+        select(ProtectionJob.id, Checkpoint.id)
+        .join(Checkpoint, Checkpoint.job_id == ProtectionJob.id)
+        .outerjoin(VerificationReport, VerificationReport.checkpoint_id == Checkpoint.id)
+        .where(
+            ProtectionJob.status == JobStatus.SUCCEEDED,
+            ProtectionJob.verification_preset != "none",
+            VerificationReport.id.is_(None),
+        )
+    )
+
+
 def pending_verifications(session_factory: SessionFactory, now: datetime | None = None) -> list[uuid.UUID]:
     """Checkpoints of succeeded jobs still waiting for their verification report whose job holds no live lease at
     `now`, oldest job first; a verification lease that ran out by then is cleared (its holder is gone), so that
@@ -135,18 +143,7 @@ def pending_verifications(session_factory: SessionFactory, now: datetime | None 
     now = now or utcnow()
     free = or_(ProtectionJob.lease_owner.is_(None), ProtectionJob.lease_expires_at < now)
     with session_factory() as session:
-        rows = session.execute(
-            select(ProtectionJob.id, Checkpoint.id)
-            .join(Checkpoint, Checkpoint.job_id == ProtectionJob.id)
-            .outerjoin(VerificationReport, VerificationReport.checkpoint_id == Checkpoint.id)
-            .where(
-                ProtectionJob.status == JobStatus.SUCCEEDED,
-                ProtectionJob.verification_preset != "none",
-                VerificationReport.id.is_(None),
-                free,
-            )
-            .order_by(ProtectionJob.created_at)
-        ).all()
+        rows = session.execute(_unverified().where(free).order_by(ProtectionJob.created_at)).all()
         if rows:
             session.execute(
                 update(ProtectionJob)
