@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from common.db import SessionFactory, make_engine, make_session_factory
+from common.jobs.config import JobConfig
 from common.storage import LocalStorage, S3Storage, Storage
 
 
@@ -18,6 +19,14 @@ def session_factory(database: str) -> Iterator[SessionFactory]:
     engine = make_engine(database)
     yield make_session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobConfig:
+    """Job runs for tests: fake implantation steps take no time, heartbeats are fast, nothing is throttled but the
+    state upload interval (its default)."""
+    monkeypatch.setenv("FAKE_STEP_S", "0")
+    return JobConfig(workdir_root=tmp_path / "work", heartbeat_s=0.2, progress_interval_s=0, cancel_check_interval_s=0)
 
 
 @pytest.fixture

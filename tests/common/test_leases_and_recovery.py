@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from api.schemas.checkpoints import VerificationSummary
-from common.jobs import InProcessRunner, JobConfig, run_implant, run_verification
+from common.jobs import InProcessRunner, run_implant, run_verification
 from common.jobs.errors import INTERNAL_ERROR, NO_JUDGE
 from common.jobs.lease import claim
 from common.jobs.publish import AlreadyPublished, PublishRefused, checkpoint_id_for, checkpoint_key, publish
@@ -31,12 +31,6 @@ from tests.worker import fakes
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "store", secrets.token_bytes(16))
-
-
-@pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobConfig:
-    monkeypatch.setenv("FAKE_STEP_S", "0")
-    return JobConfig(workdir_root=tmp_path / "work", heartbeat_s=0.2, progress_interval_s=0, cancel_check_interval_s=0)
 
 
 def test_a_job_held_by_a_live_lease_cannot_be_claimed_again(session_factory, storage) -> None:

@@ -49,13 +49,6 @@ def storage(tmp_path: Path) -> CountingStorage:
     return CountingStorage(tmp_path / "store", secrets.token_bytes(16))
 
 
-@pytest.fixture
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> JobConfig:
-    """The default upload interval; every other write and read unthrottled."""
-    monkeypatch.setenv("FAKE_STEP_S", "0")
-    return JobConfig(workdir_root=tmp_path / "work", heartbeat_s=0.2, progress_interval_s=0, cancel_check_interval_s=0)
-
-
 def _dies_at(step_to_die: int, exc: Exception):
     def protect(spec, workdir, progress, should_cancel):
         def progress_then_die(step: int, total: int, losses: dict) -> None:
