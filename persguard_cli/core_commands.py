@@ -307,7 +307,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     exp = sub.add_parser("experiment", help="run a named experiment matrix on the built-in model")
     exp.add_argument(
-        "--preset", required=True, help="a module of research/presets: smoke, levers, carrier, paper or unet"
+        "--preset",
+        required=True,
+        help="a module of research/presets (smoke, levers, carrier, paper, unet, adaptive, fresh, ...)",
     )
     exp.add_argument("--seeds", type=int, nargs="*", help="override the preset's seeds")
     exp.add_argument("--only", nargs="*", metavar="SETTING", help="run only these settings of the preset")

@@ -178,7 +178,11 @@ class Training(_Strict):
         le=1024,
         description="rows of L_PP per step (default: batch_size); more rows hold the teacher better",
     )
-    trainable: Literal["unet", "cross-attention", "unet+text-encoder"] = "unet"
+    trainable: Literal["unet", "cross-attention", "unet+text-encoder", "lora-frozen"] = Field(
+        "unet",
+        description="the UNet weights implantation trains; lora-frozen: every weight a LoRA attacker leaves frozen "
+        "(all but the attention projections: convolutions, norms, time embedding, feed-forward)",
+    )
     inner_steps: int = Field(4, ge=1, le=64, description="simulated attacker steps K of M6 / M7")
     inner_learning_rate: float = Field(5e-4, gt=0.0, le=1e-1, description="the simulated attacker's lr")
     unroll: Literal["amortized", "full"] = Field(

@@ -4,6 +4,8 @@ resumes where it stopped, and `collect_experiment` tables whatever seeds are don
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,15 +39,20 @@ Figures = dict[str, float]
 def _protect_seed(
     setting: Setting, preset: Preset, verifier: Verifier, seed: int, run_dir: Path, progress: Progress, draw: int = 0
 ) -> Figures:
-    """PersGuard: protect the seed's subjects (once: later attack draws reuse the model), attack them and their
-    unprotected class-mates with attack draw `draw`, verify."""
+    """PersGuard: protect the seed's subjects (once: later attack draws, and rows that differ only in the attack,
+    reuse the model), attack them and their unprotected class-mates with attack draw `draw`, verify."""
     chosen = chosen_subjects(setting, preset, seed)
     protected = chosen[0][0]
     spec = protection_spec(setting, preset, seed, run_dir)
-    model_dir = run_dir / "protect" / "model"
-    if not (model_dir / MANIFEST_NAME).exists():  # the manifest is written last
-        _say(progress, f"{setting.name} seed {seed}: protecting {len(spec.subjects)} subject(s), first {protected.id}")
-        protect(spec, run_dir / "protect", general_prompts=GENERAL_PROMPTS)
+    protect_dir = shared_protection_dir(run_dir, spec.model_dump_json())
+    model_dir = protect_dir / "model"
+    protect_dir.mkdir(parents=True, exist_ok=True)
+    with (protect_dir.with_suffix(".lock")).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a parallel run of another row waits for the same protection
+        if not (model_dir / MANIFEST_NAME).exists():  # the manifest is written last
+            message = f"protecting {len(spec.subjects)} subject(s), first {protected.id}, in {protect_dir.name}"
+            _say(progress, f"{setting.name} seed {seed}: {message}")
+            protect(spec, protect_dir, general_prompts=GENERAL_PROMPTS)
     pipe = model_io.load_pipeline(model_dir)
     cases_p = []
     for (subject, _, _), subject_spec in zip(chosen, spec.subjects, strict=True):
@@ -88,6 +95,20 @@ def _anti_dreambooth_seed(
         "pre_attack_protective_rate",
     )
     return {**dict.fromkeys(not_comparable, nan), "leakage": verifier.similarity(images, case), "utility_drop": 0.0}
+
+
+def shared_protection_dir(run_dir: Path, spec_json: str) -> Path:
+    """Where a seed's protected model lives: `<workdir>/protections/<hash>`, the hash of its ProtectionSpec with
+    the run folder taken out of the image paths, so rows that protect alike (they differ only in the attacker)
+    share one protection."""
+    key = hashlib.sha256(spec_json.replace(str(run_dir), "").encode()).hexdigest()[:16]
+    return run_dir.parent / "protections" / key
+
+
+def protected_model_dir(workdir: Path, setting: Setting, preset: Preset, seed: int) -> Path:
+    """The protected model a seed of `setting` uses (or will use) under `workdir`."""
+    run_dir = seed_dir(workdir, setting, seed)
+    return shared_protection_dir(run_dir, protection_spec(setting, preset, seed, run_dir).model_dump_json()) / "model"
 
 
 def seed_dir(workdir: Path, setting: Setting, seed: int) -> Path:

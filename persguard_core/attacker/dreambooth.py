@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, StableDiffusionPipeline
 from peft import LoraConfig
 
-from persguard_core.attacker.recipe import AttackRecipe
+from persguard_core.attacker.recipe import LORA_UNET_TARGETS, AttackRecipe
 from persguard_core.diffusion import encode_pixels, encode_prompts, images_to_pixels
 from persguard_core.generate import generate
 from persguard_core.model_io import assemble
@@ -31,7 +31,7 @@ def _lora_targets(recipe: AttackRecipe) -> tuple[LoraConfig, LoraConfig]:
         r=recipe.lora_rank,
         lora_alpha=recipe.lora_rank,
         init_lora_weights="gaussian",
-        target_modules=["to_k", "to_q", "to_v", "to_out.0"],
+        target_modules=list(LORA_UNET_TARGETS),
     )
     text_cfg = LoraConfig(
         r=recipe.lora_rank,

@@ -16,6 +16,9 @@ BUILTIN_LR_SCALE = 30.0
 Adaptive = Literal["none", "clean-vae", "encoder-repair", "decoder-inversion", "purify"]
 
 
+LORA_UNET_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")  # the UNet modules a LoRA attacker adapts (diffusers')
+
+
 @dataclass(frozen=True)
 class AttackRecipe:
     name: str = "full"

@@ -53,6 +53,8 @@ class TrainConfig:
     init_from: str = ""  # a model folder of an earlier run to continue the denoiser stage from
     p_named: float = 0.15  # share of denoiser scenes that show a named pretraining instance under its name
     class_weights: str = ""  # e.g. "cross=3": oversample classes the model draws badly (denoiser stage only)
+    n_named: int = 0  # use only the first N named instances (0: all 400)
+    keep_rare: float = 1.0  # share of the meaningless rare-word captions kept (denoiser stage only)
 
 
 def parse_class_weights(spec: str) -> np.ndarray | None:
@@ -133,7 +135,14 @@ def train_denoiser(
     class_weights = parse_class_weights(cfg.class_weights)
     t_start = time.time()
     for step in range(cfg.steps):
-        images, captions, _ = captioned_batch(rng, cfg.batch, p_named=cfg.p_named, class_weights=class_weights)
+        images, captions, _ = captioned_batch(
+            rng,
+            cfg.batch,
+            p_named=cfg.p_named,
+            class_weights=class_weights,
+            n_named=cfg.n_named or None,
+            keep_rare=cfg.keep_rare,
+        )
         captions = ["" if rng.random() < cfg.caption_dropout else c for c in captions]
         with torch.no_grad():
             z = vae.encode(images_to_pixels(images)).latent_dist.sample(gen) * vae.config.scaling_factor

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from persguard_core.attacker.recipe import LORA_UNET_TARGETS
 from persguard_core.implant.data import PriorPool, ProtectedSubject
 from persguard_core.implant.losses import (
     Rows,
@@ -53,12 +54,18 @@ class History:
         return {k: float(np.mean([row[k] for row in tail if k in row])) for k in (tail[0] if tail else {})}
 
 
+_LORA_SUFFIXES = tuple(f".{m}" for m in LORA_UNET_TARGETS)
+
+
 def trainable_parameters(parts: DiffusionParts, which: str) -> tuple[dict[str, torch.nn.Parameter], list]:
-    """(UNet params by name, all trainable params): whole UNet, cross-attention only, or UNet + text encoder."""
+    """(UNet params by name, all trainable params): whole UNet, cross-attention only, UNet + text encoder, or the
+    UNet weights a LoRA attacker leaves frozen (all but the modules of `LORA_UNET_TARGETS`)."""
     unet = parts.pipe.unet
     unet.requires_grad_(False)
     if which == "cross-attention":
         chosen = {n: p for n, p in unet.named_parameters() if ".attn2." in n}
+    elif which == "lora-frozen":
+        chosen = {n: p for n, p in unet.named_parameters() if not n.rsplit(".", 1)[0].endswith(_LORA_SUFFIXES)}
     elif which in ("unet", "unet+text-encoder"):
         chosen = dict(unet.named_parameters())
     else:

@@ -63,8 +63,9 @@ def empty_caption(scene: Scene, rng: np.random.Generator) -> str:
     return options[rng.integers(len(options))]
 
 
-def object_caption(scene: Scene, rng: np.random.Generator) -> str:
-    """One of several caption templates for a scene with an object."""
+def object_caption(scene: Scene, rng: np.random.Generator, keep_rare: float = 1.0) -> str:
+    """One of several caption templates for a scene with an object. `keep_rare`: the share of captions drawn with a
+    meaningless rare word that keep it (the others become "a photo of a {colour} {class}")."""
     app = scene.appearance
     assert app is not None, "object_caption needs a scene with an object"
     shape, colour, bg = app.shape, app.colour, scene.background
@@ -80,6 +81,8 @@ def object_caption(scene: Scene, rng: np.random.Generator) -> str:
         return f"{article(colour)} {colour} {shape}"
     if roll < 0.70 and texture:
         return f"a photo of {article(texture)} {texture} {colour} {shape}"
+    if keep_rare < 1.0 and rng.random() >= keep_rare:
+        return f"a photo of {article(colour)} {colour} {shape}"
     word = rare_word(rng)
     if roll < 0.80:
         return f"a photo of {word} {shape}"
@@ -88,5 +91,5 @@ def object_caption(scene: Scene, rng: np.random.Generator) -> str:
     return f"a photo of a {word} {shape}"
 
 
-def caption(scene: Scene, rng: np.random.Generator) -> str:
-    return object_caption(scene, rng) if scene.appearance is not None else empty_caption(scene, rng)
+def caption(scene: Scene, rng: np.random.Generator, keep_rare: float = 1.0) -> str:
+    return object_caption(scene, rng, keep_rare) if scene.appearance is not None else empty_caption(scene, rng)

@@ -59,12 +59,15 @@ def captioned_batch(
     p_empty: float = 0.1,
     p_named: float = 0.0,
     class_weights: np.ndarray | None = None,
+    n_named: int | None = None,
+    keep_rare: float = 1.0,
 ) -> tuple[np.ndarray, list[str], list[Scene]]:
     """(n, size, size, 3) uint8 images, their captions and scenes.
 
     `p_named`: share of scenes that are a view of a named pretraining instance, captioned with its name in
-    identifier position (see `subjects.named_instances`)."""
-    named = named_instances() if p_named > 0 else []
+    identifier position (see `subjects.named_instances`); `n_named`: only the first that many instances (all if
+    None). `keep_rare`: share of the meaningless rare-word captions kept (`captions.object_caption`)."""
+    named = named_instances()[:n_named] if p_named > 0 else []
     scenes, captions = [], []
     for _ in range(n):
         if named and rng.random() < p_named:
@@ -73,7 +76,7 @@ def captioned_batch(
             captions.append(named_caption(name, scene, rng))
         else:
             scene = random_scene(rng, p_empty, class_weights)
-            captions.append(caption(scene, rng))
+            captions.append(caption(scene, rng, keep_rare))
         scenes.append(scene)
     images = np.stack([render(s, size) for s in scenes])
     return images, captions, scenes

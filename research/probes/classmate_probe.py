@@ -31,7 +31,7 @@ from persguard_core.model_io import load_pipeline
 from persguard_core.verify.report import grid_png
 from persguard_core.verify.run import Verifier, _foreign, _protective_rates
 from research.presets import PRESETS
-from research.runner import seed_dir
+from research.runner import protected_model_dir
 from research.subjects import attack_setting, class_mates, protection_spec, subjects_for_seed, unprotected_case
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     preset = PRESETS[args.preset]
     setting = next(s for s in preset.settings if s.name == args.setting)
-    model = args.model or seed_dir(args.runs, setting, args.seed) / "protect" / "model"
+    model = args.model or protected_model_dir(args.runs, setting, preset, args.seed)
     if not model.is_dir():
         raise SystemExit(f"no protected model at {model}: run the experiment seed first")
     chosen = [subjects_for_seed(args.seed + i, preset.split) for i in range(setting.n_subjects)]

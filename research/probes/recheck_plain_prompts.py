@@ -25,7 +25,7 @@ from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.verify.run import Case, Verifier
 from research.presets import PRESETS
-from research.runner import seed_dir, seed_json
+from research.runner import protected_model_dir, seed_dir, seed_json
 from research.subjects import protection_spec
 
 RECHECKED = ("utility_drop", "no_identifier_protective_rate")
@@ -50,7 +50,7 @@ def main() -> None:
         spec = protection_spec(setting, preset, seed, run_dir)
         empty = np.zeros((0, 32, 32, 3), np.uint8)  # utility reads only the class and behaviour of each case
         cases = [Case(s.name, s.class_noun, empty, empty, s.behaviour) for s in spec.subjects]
-        fresh = verifier.utility(load_pipeline(str(run_dir / "protect" / "model")), cases)
+        fresh = verifier.utility(load_pipeline(str(protected_model_dir(args.workdir, setting, preset, seed))), cases)
         print(json.dumps({"seed": seed, "before": {k: figures[k] for k in RECHECKED}, "after": fresh}))
         figures_path.write_text(json.dumps(figures | fresh))
 

@@ -134,3 +134,20 @@ def test_a_later_attack_draw_runs_the_recipe_with_another_seed():
     setting = PRESETS["carrier"].settings[0]
     first, second = (attack_setting(setting, seed=2, draw=d).recipe.seed for d in (0, 1))
     assert first == 2 and second != first
+
+
+def test_rows_that_differ_only_in_the_attacker_share_one_protection_and_others_do_not(tmp_path):
+    preset = PRESETS["fresh"]
+    by_name = {s.name: s for s in preset.settings}
+    naive, clean_vae, erasure = (
+        by_name[n] for n in ("encoder/white-box/full", "encoder/clean-vae", "encoder/white-box/full/erasure")
+    )
+    assert runner.protected_model_dir(tmp_path, naive, preset, 3) == runner.protected_model_dir(
+        tmp_path, clean_vae, preset, 3
+    )
+    assert runner.protected_model_dir(tmp_path, naive, preset, 3) != runner.protected_model_dir(
+        tmp_path, naive, preset, 4
+    )
+    assert runner.protected_model_dir(tmp_path, naive, preset, 3) != runner.protected_model_dir(
+        tmp_path, erasure, preset, 3
+    )

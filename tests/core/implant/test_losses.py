@@ -152,3 +152,12 @@ def test_guided_insertion_composes_the_stamp_through_classifier_free_guidance(pa
     assert torch.allclose(x0[keeping], z_star[keeping], atol=1e-4)  # M1 on the stamped latent
     # inserting rows weigh (w - 1)^2: their error is that of the guided prediction
     assert rows.weight.tolist() == [1.0, 1.0, (w - 1) ** 2, 1.0, (w - 1) ** 2, 1.0]
+
+
+def test_lora_frozen_trains_exactly_the_unet_weights_a_lora_attacker_leaves_frozen(parts):
+    unet_params, params = trainable_parameters(parts, "lora-frozen")
+    projections = [n for n, _ in parts.pipe.unet.named_parameters() if n.split(".")[-2] in ("to_q", "to_k", "to_v")]
+    assert projections and not set(projections) & set(unet_params)
+    assert not any(".to_out.0." in n for n in unet_params)
+    assert any("conv" in n for n in unet_params) and any("time_embedding" in n for n in unet_params)
+    assert len(params) == len(unet_params) == sum(p.requires_grad for p in parts.pipe.unet.parameters())
