@@ -1,6 +1,6 @@
 """The named experiment presets, one module each: `persguard experiment --preset NAME`."""
 
-from research.presets import adaptive, carrier, fresh, levers, paper, smoke, unet
+from research.presets import adaptive, carrier, fresh, levers, model_level, paper, smoke, unet
 from research.setting import Preset
 
 PRESETS: dict[str, Preset] = {
@@ -11,4 +11,5 @@ PRESETS: dict[str, Preset] = {
     "unet": unet.PRESET,
     "adaptive": adaptive.PRESET,
     "fresh": fresh.PRESET,
+    "model-level": model_level.PRESET,
 }
