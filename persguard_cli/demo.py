@@ -3,7 +3,9 @@
 A rights holder registers a toy subject and asks for a pattern protection of the built-in model (by default
 carried by the VAE encoder, the configuration that protects on this model: docs/RESEARCH.md); the in-process
 runner implants it; a model host downloads the protected checkpoint, loads it with stock diffusers,
-and verifies it: an attacker's DreamBooth on the protected subject vs on an unprotected one.
+and verifies it: an attacker's DreamBooth (the full recipe's 400 steps) on the protected subject vs on an unprotected
+one of the same class. One progress bar follows the implantation (from the job's `phase`, `step`, `total_steps` and
+`eta_seconds`), another the verification (from the verifier's progress callback).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+
+from persguard_cli.progress import PhaseBars, follow_job
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,19 +78,6 @@ def _png_bytes(images: np.ndarray) -> list[bytes]:
     return out
 
 
-def _wait(client: httpx.Client, url: str, headers: dict) -> dict:
-    last = -1
-    while True:
-        job = client.get(url, headers=headers).json()
-        if job["step"] != last:
-            last = job["step"]
-            losses = " ".join(f"{k}={v:.4f}" for k, v in job["losses"].items())
-            print(f"  job {job['status']}: step {job['step']}/{job['total_steps']} {losses}", flush=True)
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(2)
-
-
 def demo_subjects() -> tuple[Subject, Subject]:
     """(protected, unprotected of the same class): the first `demo` subject and its class-mate."""
     from persguard_core.toyworld import split
@@ -137,7 +128,8 @@ def run_demo(out: Path, steps: int, verify: bool, carrier: str = "encoder") -> i
         r = client.post("/v1/protections", headers={**holder, "Idempotency-Key": "demo"}, json=body)
         r.raise_for_status()
         print(f"protection job {r.json()['id']} queued; implanting ({steps} steps, carrier {carrier})")
-        job = _wait(client, f"/v1/jobs/{r.json()['id']}", holder)
+        job = follow_job(client, f"/v1/jobs/{r.json()['id']}", holder).job
+        print(f"job {job['status']}: step {job['step']}/{job['total_steps']}")
         if job["status"] != "succeeded":
             print(f"job {job['status']}: {job['error']}")
             return 1
@@ -172,7 +164,11 @@ def _verify(model_dir: Path, protected: Subject, unprotected: Subject, report_di
     cases_p = [Case("protected", noun, protected.views(6), protected.views(16, seed=1), PatternBehaviour())]
     cases_u = [Case("unprotected", noun, unprotected.views(6), unprotected.views(16, seed=1))]
     attack = recipe("full", lr_scale=BUILTIN_LR_SCALE)
-    result = verifier.verify(pipe, cases_p, cases_u, AttackSetting("demo/full", attack))
+    bars = PhaseBars()
+    try:
+        result = verifier.verify(pipe, cases_p, cases_u, AttackSetting("demo/full", attack), bars.local("verifying"))
+    finally:
+        bars.close()
     _, html = write_report(result, report_dir)
     for case in result.cases:
         kind = "protected  " if case.protected else "unprotected"

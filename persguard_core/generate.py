@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
@@ -16,10 +18,19 @@ def generate(
     steps: int = 25,
     guidance_scale: float = 7.5,
     batch_size: int = 32,
+    on_step: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """uint8 (len(prompts), H, W, 3): image i uses generator seed `seed + i`, so results do not depend on
-    batch size (up to float rounding)."""
+    batch size (up to float rounding). `on_step()` is called after each denoising step of each batch."""
     out = []
+    extra = {}
+    if on_step is not None:
+
+        def after_step(_pipe: StableDiffusionPipeline, _i: int, _t: torch.Tensor, tensors: dict) -> dict:
+            on_step()
+            return tensors
+
+        extra["callback_on_step_end"] = after_step
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start : start + batch_size]
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
@@ -29,6 +40,7 @@ def generate(
             guidance_scale=guidance_scale,
             generator=generators,
             output_type="np",
+            **extra,
         ).images
         out.append((images * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
     return np.concatenate(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from common.jobs.callbacks import CancelFn, ProgressFn
+from common.jobs.callbacks import CancelFn, ProgressFn, StepProgressFn
 from common.jobs.errors import JobCancelled
 from common.jobs.model_cache import process_cache
 from persguard_core.spec import ProtectionSpec
@@ -55,9 +55,11 @@ def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def default_verify_fn(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path) -> dict[str, Any]:
-    """The core's verification (persguard_core.verify.service)."""
+def default_verify_fn(
+    model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path, progress: StepProgressFn
+) -> dict[str, Any]:
+    """The core's verification (persguard_core.verify.service), reporting `progress(step, total)`."""
     from persguard_core.verify.service import verify_protection
 
     quiet_progress_bars()
-    return dict(verify_protection(model_dir, spec, preset, out_dir))
+    return dict(verify_protection(model_dir, spec, preset, out_dir, progress=progress))

@@ -2,9 +2,14 @@
 
 `run_verification(checkpoint_id, ...)` holds the job's lease while it runs (a succeeded job's lease is free, so
 two runners never verify one checkpoint at once), downloads the checkpoint, calls
-`verify_fn(model_dir, spec, preset, out_dir) -> summary`, uploads every file the verifier wrote (report.json,
-report.html, grids) under `reports/<checkpoint>/<report>/` and writes a `VerificationReport` row. A failed
-verification is recorded as a report that did not pass, with the error in its summary.
+`verify_fn(model_dir, spec, preset, out_dir, progress) -> summary`, uploads every file the verifier wrote
+(report.json, report.html, grids) under `reports/<checkpoint>/<report>/` and writes a `VerificationReport` row. A
+failed verification is recorded as a report that did not pass, with the error in its summary.
+
+`progress(step, total)` writes the verification's progress to the job row as the implantation's is written
+(`PhaseProgress`: fenced, bounded rate): its first call sets `phase` to "verifying", and `step`, `total_steps` and
+`progress` count the verification's work from then on. A verification that reports nothing leaves the row as the
+implantation left it.
 
 Every taking of the lease counts as an attempt (`protection_jobs.verify_attempts`, in the claim's own UPDATE):
 retries after transient errors, and re-runs after a worker died mid-verification (the reconciler rings again when
@@ -28,19 +33,20 @@ from typing import Any
 from sqlalchemy import select
 
 from common.db import SessionFactory
+from common.jobs.callbacks import PhaseProgress, StepProgressFn
 from common.jobs.config import JobConfig
 from common.jobs.defaults import default_verify_fn
 from common.jobs.errors import FailureKind, classify, describe
 from common.jobs.execute import root_cache
 from common.jobs.inputs import extract_archive, resolve_base_model, resolve_inputs
 from common.jobs.lease import Lease, claim
-from common.models import Checkpoint, JobStatus, ProtectionJob, VerificationReport, utcnow
+from common.models import Checkpoint, JobPhase, JobStatus, ProtectionJob, VerificationReport, utcnow
 from common.storage import Storage
 from persguard_core.spec import ProtectionSpec
 
 log = logging.getLogger(__name__)
 
-VerifyFn = Callable[[Path, ProtectionSpec, str, Path], dict[str, Any]]
+VerifyFn = Callable[[Path, ProtectionSpec, str, Path, StepProgressFn], dict[str, Any]]
 REPORT_NAMESPACE = uuid.UUID("5d0f1a8e-2b7c-4c39-8f1e-0e6b2d9c7a44")
 
 
@@ -171,7 +177,8 @@ def _verify(
     model_dir = extract_archive(archive, workdir / "model")
     out_dir = workdir / "report"
     out_dir.mkdir()
-    summary = verify_fn(model_dir, local_spec, preset, out_dir)
+    progress = PhaseProgress(lease, JobPhase.VERIFYING, config.progress_interval_s)
+    summary = verify_fn(model_dir, local_spec, preset, out_dir, progress)
     prefix = report_prefix(checkpoint_id, report_id_for(checkpoint_id, preset))
     for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
         storage.put_file(prefix + path.relative_to(out_dir).as_posix(), path)

@@ -3,7 +3,7 @@
 from common.models.audit import AuditEvent
 from common.models.base import Base, utcnow
 from common.models.checkpoints import Checkpoint, VerificationReport
-from common.models.jobs import JobStatus, ProtectionJob, job_subjects
+from common.models.jobs import JobPhase, JobStatus, ProtectionJob, job_subjects
 from common.models.registry import BUILTIN_MODEL_ID, BUILTIN_MODEL_NAME, BaseModelEntry
 from common.models.subjects import Subject, SubjectImage, SubjectStatus
 from common.models.tenancy import ApiKey, Role, Tenant
@@ -16,6 +16,7 @@ __all__ = [
     "Base",
     "BaseModelEntry",
     "Checkpoint",
+    "JobPhase",
     "JobStatus",
     "ProtectionJob",
     "Role",

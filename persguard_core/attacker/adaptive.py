@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, StableDiffusionPipeline
 
-from persguard_core.attacker.dreambooth import Progress, dreambooth
+from persguard_core.attacker.dreambooth import ClassImagesFn, Progress, dreambooth
 from persguard_core.attacker.recipe import AttackRecipe
 from persguard_core.diffusion import images_to_pixels
 from persguard_core.generate import renoise_and_denoise
@@ -99,9 +99,11 @@ def personalize(
     base_vae: AutoencoderKL | None = None,
     prior_images: np.ndarray | None = None,
     progress: Progress | None = None,
+    class_images_fn: ClassImagesFn | None = None,
 ) -> StableDiffusionPipeline:
     """The attacker's recipe on the released `pipe`: its adaptive step, then DreamBooth on uint8 `images`; returns
-    the pipeline the attacker generates with. `clean-vae` needs the public base model's VAE (`base_vae`)."""
+    the pipeline the attacker generates with. `clean-vae` needs the public base model's VAE (`base_vae`).
+    `progress` and `class_images_fn` go to `dreambooth`."""
     instance_latents = None
     if recipe.adaptive == "clean-vae":
         if base_vae is None:
@@ -121,4 +123,5 @@ def personalize(
         prior_images=prior_images,
         progress=progress,
         instance_latents=instance_latents,
+        class_images_fn=class_images_fn,
     )

@@ -24,6 +24,9 @@ from persguard_core.model_io import assemble
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, float], None]  # (step, total, loss)
+# makes the prior-preservation images from the pipeline DreamBooth starts from (default: `class_images`)
+ClassImagesFn = Callable[[StableDiffusionPipeline, str, AttackRecipe], np.ndarray]
+CLASS_IMAGE_STEPS = 25  # sampler steps of the prior-preservation images
 
 
 def _lora_targets(recipe: AttackRecipe) -> tuple[LoraConfig, LoraConfig]:
@@ -61,10 +64,15 @@ def _trainable(pipe: StableDiffusionPipeline, recipe: AttackRecipe) -> list[dict
     return groups
 
 
+def class_image_request(class_noun: str, recipe: AttackRecipe) -> tuple[list[str], int]:
+    """The prompts and the seed of the prior-preservation images (sampled with CLASS_IMAGE_STEPS steps)."""
+    return [recipe.class_prompt(class_noun)] * recipe.num_class_images, 10_000 + recipe.seed
+
+
 def class_images(pipe: StableDiffusionPipeline, class_noun: str, recipe: AttackRecipe) -> np.ndarray:
     """Prior-preservation images: the model's own samples for the class prompt (diffusers' default)."""
-    prompts = [recipe.class_prompt(class_noun)] * recipe.num_class_images
-    return generate(pipe, prompts, seed=10_000 + recipe.seed)
+    prompts, seed = class_image_request(class_noun, recipe)
+    return generate(pipe, prompts, seed=seed, steps=CLASS_IMAGE_STEPS)
 
 
 def dreambooth(
@@ -76,16 +84,18 @@ def dreambooth(
     prior_images: np.ndarray | None = None,
     progress: Progress | None = None,
     instance_latents: torch.Tensor | None = None,
+    class_images_fn: ClassImagesFn | None = None,
 ) -> StableDiffusionPipeline:
     """Fine-tune copies of `pipe`'s UNet (and text encoder) on `instance_images` (uint8 (N, H, W, 3)).
 
     Loss per step: || eps_theta(z_t, t, c_inst) - eps ||^2 + prior_loss_weight * the same on class images.
-    `instance_latents` (N, c, h, w), scaled, stand in for the VAE's encodings of the instance images.
+    `instance_latents` (N, c, h, w), scaled, stand in for the VAE's encodings of the instance images. Without
+    `prior_images`, prior preservation uses `class_images_fn(pipe, class_noun, recipe)` (default `class_images`).
     """
     if len(instance_images) == 0:
         raise ValueError("dreambooth needs at least one instance image")
     if recipe.prior_preservation and prior_images is None:
-        prior_images = class_images(pipe, class_noun, recipe)
+        prior_images = (class_images_fn or class_images)(pipe, class_noun, recipe)
     tuned = assemble(
         pipe.vae, copy.deepcopy(pipe.text_encoder), pipe.tokenizer, copy.deepcopy(pipe.unet), pipe.scheduler
     )

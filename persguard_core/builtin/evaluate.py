@@ -32,11 +32,18 @@ def prompt_following(
     pipe: StableDiffusionPipeline, judge: ToyJudge, n: int = 224, seed: int = 0, steps: int = 25
 ) -> dict[str, float]:
     prompts, classes, colours = colour_class_prompts(n)
-    verdicts = judge.judge(generate(pipe, prompts, seed=seed, steps=steps))
+    return score_prompt_following(judge, generate(pipe, prompts, seed=seed, steps=steps), classes, colours)
+
+
+def score_prompt_following(
+    judge: ToyJudge, images: np.ndarray, classes: list[str], colours: list[str]
+) -> dict[str, float]:
+    """Class and colour accuracy of the images generated for `colour_class_prompts`' prompts."""
+    verdicts = judge.judge(images)
     return {
         "class_accuracy": float(np.mean([p == t for p, t in zip(verdicts.classes, classes, strict=True)])),
         "colour_accuracy": float(np.mean([p == t for p, t in zip(verdicts.colours, colours, strict=True)])),
-        "n_images": n,
+        "n_images": len(images),
     }
 
 

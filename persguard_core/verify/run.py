@@ -10,19 +10,36 @@ For one protected model and one attack setting:
 - utility drop: prompt following of the base minus that of the protected model, and the share of protective
   outputs on prompts without an identifier;
 - pre-attack leakage: identity similarity of trigger-prompt images of the released model, relative to the base.
+
+Progress: `Verifier.verify(..., progress=fn)` (or `Verifier.reporting`, around several calls) calls `fn(step, total)`
+with units of work counted before the first one (`planned_units`): one unit per optimizer step of an attack
+(DreamBooth, and the encoder-repair or decoder-inversion step before it), per denoising step of a purification,
+and per denoising step of each generated batch (up to `batch_size` images). The first call is (0, total), the steps
+only grow, and the last call is (total, total); work found in a cache counts as done at once.
+
+Generations of a pipeline that generates as the base model does (the same UNet, text encoder, tokenizer, scheduler
+and VAE decoder: an encoder-carrier release, or the base with its own VAE put back) are the base model's, made once
+per verifier: the untuned trigger-prompt images (which are also the release's pre-attack images), the
+prior-preservation images of DreamBooth, the plain-prompt images; and its prompt-following drop is 0 without
+generating (the same images, judged the same).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from diffusers import StableDiffusionPipeline
 
 from persguard_core.attacker import AttackRecipe, personalize
-from persguard_core.builtin.evaluate import prompt_following
+from persguard_core.attacker.dreambooth import CLASS_IMAGE_STEPS, class_image_request
+from persguard_core.builtin.evaluate import colour_class_prompts, score_prompt_following
 from persguard_core.generate import generate
 from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
 from persguard_core.spec import Behaviour, TargetBehaviour
@@ -33,6 +50,9 @@ log = logging.getLogger(__name__)
 # an attack learned its subject when its images' identity similarity beats the untuned base model's by this margin
 LEARNED_MARGIN = 0.1
 ImageTransform = Callable[[np.ndarray], np.ndarray]
+VerifyProgress = Callable[[int, int], None]  # (units done, units in all); see the module docstring
+UTILITY_PROMPTS = 56  # colour-and-class prompts of the prompt-following figure
+PURIFY_SAMPLER_STEPS = 25  # `purify`'s img2img schedule (generate.renoise_and_denoise's default)
 
 
 @dataclass
@@ -156,24 +176,232 @@ def similarity_ratio(mine: float, base: float) -> float:
     return (1.0 + mine) / (1.0 + base)
 
 
+class _Tally:
+    """Units of work done, of a total announced up front; reports each advance."""
+
+    def __init__(self, total: int, report: VerifyProgress) -> None:
+        self.total, self.report, self.done = total, report, 0
+        report(0, total)
+
+    def advance(self, units: int) -> None:
+        if units <= 0:
+            return
+        if self.done + units > self.total:
+            log.warning("verification progress past its plan: %d + %d of %d units", self.done, units, self.total)
+            units = self.total - self.done
+            if units <= 0:
+                return
+        self.done += units
+        self.report(self.done, self.total)
+
+
+class _Part:
+    """One planned piece of work of `units` units: ticks count towards it (no further), `finish` adds what is left."""
+
+    def __init__(self, tally: _Tally | None, units: int) -> None:
+        self.tally, self.left = tally, units
+
+    def tick(self, units: int = 1) -> None:
+        units = min(units, self.left)
+        if units > 0 and self.tally is not None:
+            self.left -= units
+            self.tally.advance(units)
+
+    def finish(self) -> None:
+        self.tick(self.left)
+
+
+def _same_module(a: torch.nn.Module | None, b: torch.nn.Module | None) -> bool:
+    """The same module, or modules of equal type, parameters and buffers (dtype, device and values)."""
+    if a is b:
+        return True
+    if a is None or b is None or type(a) is not type(b):
+        return False
+    mine, theirs = a.state_dict(), b.state_dict()
+    return mine.keys() == theirs.keys() and all(
+        x.dtype == y.dtype and x.device == y.device and torch.equal(x, y)
+        for x, y in ((mine[k], theirs[k]) for k in mine)
+    )
+
+
+def _config(config: Mapping[str, object]) -> dict[str, object]:
+    """A model's configuration without its bookkeeping (where it was loaded from, library versions)."""
+    return {k: v for k, v in config.items() if not k.startswith("_") and k != "transformers_version"}
+
+
+def generates_alike(a: StableDiffusionPipeline, b: StableDiffusionPipeline) -> bool:
+    """Whether text-to-image generation of `a` and `b` is the same computation: the same pipeline class, UNet,
+    text encoder, tokenizer, scheduler and VAE decoder (the VAE's encoder may differ: generation never calls it)."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or not all(hasattr(p, "unet") and hasattr(p, "vae") for p in (a, b)):
+        return False
+    if _config(a.scheduler.config) != _config(b.scheduler.config) or _config(a.vae.config) != _config(b.vae.config):
+        return False
+    if a.tokenizer is not b.tokenizer and (
+        a.tokenizer.get_vocab() != b.tokenizer.get_vocab()
+        or a.tokenizer.model_max_length != b.tokenizer.model_max_length
+    ):
+        return False
+    if _config(a.unet.config) != _config(b.unet.config):
+        return False
+    if _config(a.text_encoder.config.to_dict()) != _config(b.text_encoder.config.to_dict()):
+        return False
+    pairs = [(a.unet, b.unet), (a.text_encoder, b.text_encoder), (a.vae.decoder, b.vae.decoder)]
+    pairs.append((getattr(a.vae, "post_quant_conv", None), getattr(b.vae, "post_quant_conv", None)))
+    return all(_same_module(x, y) for x, y in pairs)
+
+
+def _adaptive_units(recipe: AttackRecipe) -> int:
+    """Progress units of a recipe's adaptive step (reported when it is done)."""
+    if recipe.adaptive in ("encoder-repair", "decoder-inversion"):
+        return recipe.adaptive_steps
+    if recipe.adaptive == "purify":
+        return max(1, int(PURIFY_SAMPLER_STEPS * recipe.purify_strength))
+    return 0
+
+
 class Verifier:
-    """Runs attacks and judgements; caches what does not depend on the protected model (base-model attacks)."""
+    """Runs attacks and judgements; caches what does not depend on the protected model (base-model attacks and
+    generations). The base model, and a pipeline while it is being verified, are not modified in place."""
 
     def __init__(
-        self, base: StableDiffusionPipeline, judge: ToyJudge, n_images: int = 16, steps: int = 25, seed: int = 0
+        self,
+        base: StableDiffusionPipeline,
+        judge: ToyJudge,
+        n_images: int = 16,
+        steps: int = 25,
+        seed: int = 0,
+        batch_size: int = 32,
     ) -> None:
         self.base, self.judge, self.n_images, self.steps, self.seed = base, judge, n_images, steps, seed
+        self.batch_size = batch_size
         self._base_images: dict[tuple, np.ndarray] = {}
-        self._base_utility: dict[str, float] | None = None
-        self._untuned: dict[tuple[str, str], float] = {}
+        self._base_generations: dict[tuple, np.ndarray] = {}
+        self._alike: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> (its modules, alike?)
+        self._tally: _Tally | None = None
+
+    # progress
+
+    def generation_units(self, n: int, steps: int | None = None) -> int:
+        """Progress units of generating `n` images: one per denoising step of each batch."""
+        return (self.steps if steps is None else steps) * math.ceil(n / self.batch_size)
+
+    def attack_units(self, recipe: AttackRecipe) -> int:
+        """Progress units of one attack, before its images: adaptive step, prior images, DreamBooth steps."""
+        return _adaptive_units(recipe) + self._prior_units(recipe) + recipe.steps
+
+    def _prior_units(self, recipe: AttackRecipe) -> int:
+        return self.generation_units(recipe.num_class_images, CLASS_IMAGE_STEPS) if recipe.prior_preservation else 0
+
+    def planned_units(
+        self,
+        pipe: StableDiffusionPipeline,
+        protected: list[Case],
+        unprotected: list[Case],
+        setting: AttackSetting,
+        *,
+        figures: bool = True,
+    ) -> int:
+        """Progress units of `verify` (figures=True) or `attack_figures` (figures=False) of `pipe` with these
+        cases."""
+        images = self.generation_units(self.n_images)
+        attack = self.attack_units(setting.recipe) + images
+        units = len(protected) * (attack + images) + len(unprotected) * 2 * attack  # + untuned; + on the base
+        if figures:
+            following = 0 if self._generates_as_base(pipe) else 2 * self.generation_units(UTILITY_PROMPTS)
+            units += following + len({c.class_noun for c in protected}) * images  # utility
+            units += len(protected) * 2 * images  # pre-attack: the released model's and the untuned images
+        return units
+
+    @contextmanager
+    def reporting(self, total: int, progress: VerifyProgress | None) -> Iterator[None]:
+        """Report the work done inside to `progress` as (step, total): from (0, total) to (total, total) when the
+        calls inside are the ones `total` was planned for (`planned_units`)."""
+        if progress is None or self._tally is not None:
+            yield
+            return
+        self._tally = _Tally(total, progress)
+        try:
+            yield
+        finally:
+            self._tally = None
+
+    def _part(self, units: int) -> _Part:
+        return _Part(self._tally, units)
+
+    # generation
+
+    def _generates_as_base(self, pipe: StableDiffusionPipeline) -> bool:
+        if pipe is self.base:
+            return True
+        try:
+            modules = (pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler, pipe.vae)
+            known = self._alike.get(pipe)
+        except (AttributeError, TypeError):  # not a pipeline that can be compared
+            return False
+        if known is None or any(x is not y for x, y in zip(known[0], modules, strict=True)):
+            known = (modules, generates_alike(pipe, self.base))
+            self._alike[pipe] = known
+        return known[1]
+
+    def _run_generate(
+        self, pipe: StableDiffusionPipeline, prompts: list[str], seed: int, steps: int | None = None
+    ) -> np.ndarray:
+        steps = self.steps if steps is None else steps
+        part = self._part(self.generation_units(len(prompts), steps))
+        images = generate(pipe, prompts, seed=seed, steps=steps, batch_size=self.batch_size, on_step=part.tick)
+        part.finish()
+        return images
+
+    def _generate(
+        self, pipe: StableDiffusionPipeline, prompts: list[str], seed: int, steps: int | None = None
+    ) -> np.ndarray:
+        """`generate`, made once per verifier for pipelines that generate as the base does."""
+        if not self._generates_as_base(pipe):
+            return self._run_generate(pipe, prompts, seed, steps)
+        key = (tuple(prompts), seed, self.steps if steps is None else steps)
+        if key in self._base_generations:
+            self._part(self.generation_units(len(prompts), key[2])).finish()
+        else:
+            self._base_generations[key] = self._run_generate(self.base, prompts, seed, steps)
+        return self._base_generations[key]
+
+    def _class_images(self, pipe: StableDiffusionPipeline, class_noun: str, recipe: AttackRecipe) -> np.ndarray:
+        """DreamBooth's prior-preservation images (attacker.dreambooth.class_images), through `_generate`."""
+        prompts, seed = class_image_request(class_noun, recipe)
+        return self._generate(pipe, prompts, seed, CLASS_IMAGE_STEPS)
+
+    # attacks and figures
 
     def attacked_images(self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting) -> np.ndarray:
         """The recipe (its adaptive step, then DreamBooth) on the case's (transformed) images, then N images from
         the attacker's instance prompt. The public base model the adaptive attacks know is the verifier's base."""
         images = case.train_images if setting.transform is None else setting.transform(case.train_images)
-        tuned = personalize(pipe, images, case.class_noun, setting.recipe, base_vae=self.base.vae)
-        prompt = setting.recipe.instance_prompt(case.class_noun)
-        return generate(tuned, [prompt] * self.n_images, seed=self.seed, steps=self.steps)
+        recipe = setting.recipe
+        adaptive, train = self._part(_adaptive_units(recipe)), self._part(recipe.steps)  # prior images: `_generate`
+
+        def class_images(p: StableDiffusionPipeline, noun: str, r: AttackRecipe) -> np.ndarray:
+            adaptive.finish()
+            return self._class_images(p, noun, r)
+
+        def on_step(_step: int, _total: int, _loss: float) -> None:
+            adaptive.finish()
+            train.tick()
+
+        tuned = personalize(
+            pipe,
+            images,
+            case.class_noun,
+            recipe,
+            base_vae=self.base.vae,
+            progress=on_step,
+            class_images_fn=class_images,
+        )
+        adaptive.finish()
+        train.finish()
+        prompt = recipe.instance_prompt(case.class_noun)
+        return self._run_generate(tuned, [prompt] * self.n_images, self.seed)
 
     def similarity(self, images: np.ndarray, case: Case) -> float:
         return float(self.judge.identity_similarity(images, case.reference_images).mean())
@@ -183,6 +411,8 @@ class Verifier:
         key = (case.name, setting.recipe, setting.transform_name, setting.transform is None)
         if key not in self._base_images:
             self._base_images[key] = self.attacked_images(self.base, case, setting)
+        else:
+            self._part(self.attack_units(setting.recipe) + self.generation_units(self.n_images)).finish()
         return self._base_images[key]
 
     def run_case(
@@ -221,11 +451,7 @@ class Verifier:
 
     def untuned_similarity(self, case: Case, prompt: str) -> float:
         """Identity similarity to the case of the base model's own images for `prompt`, before any fine-tuning."""
-        key = (case.name, prompt)
-        if key not in self._untuned:
-            images = generate(self.base, [prompt] * self.n_images, seed=self.seed, steps=self.steps)
-            self._untuned[key] = self.similarity(images, case)
-        return self._untuned[key]
+        return self.similarity(self._generate(self.base, [prompt] * self.n_images, self.seed), case)
 
     def attack_figures(
         self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting
@@ -244,16 +470,24 @@ class Verifier:
         The second is asked of each protected class's plain prompt ("a photo of a circle") with the behaviours of
         that class's protected subjects only: a target behaviour's concept drawn for its own prompt ("a photo of a
         diamond", when a diamond is also protected) is the prompt followed, not a leak."""
-        if self._base_utility is None:
-            self._base_utility = prompt_following(self.base, self.judge, n=56, seed=self.seed, steps=self.steps)
-        mine = prompt_following(pipe, self.judge, n=56, seed=self.seed, steps=self.steps)
-        base_score = (self._base_utility["class_accuracy"] + self._base_utility["colour_accuracy"]) / 2
-        score = (mine["class_accuracy"] + mine["colour_accuracy"]) / 2
         hits = []
         for noun in sorted({c.class_noun for c in protected}):
-            images = generate(pipe, [f"a photo of a {noun}"] * self.n_images, seed=self.seed + 1, steps=self.steps)
+            images = self._generate(pipe, [f"a photo of a {noun}"] * self.n_images, self.seed + 1)
             hits.append(_shown(images, [c.behaviour for c in protected if c.class_noun == noun], self.judge))
-        return {"utility_drop": base_score - score, "no_identifier_protective_rate": float(np.concatenate(hits).mean())}
+        drop = self._prompt_following_drop(pipe)
+        return {"utility_drop": drop, "no_identifier_protective_rate": float(np.concatenate(hits).mean())}
+
+    def _prompt_following_drop(self, pipe: StableDiffusionPipeline) -> float:
+        """The base model's prompt following minus `pipe`'s: 0 without generating for a pipeline that generates as
+        the base does (the same images, judged the same)."""
+        if self._generates_as_base(pipe):
+            return 0.0
+        prompts, classes, colours = colour_class_prompts(UTILITY_PROMPTS)
+        scores = []
+        for model in (self.base, pipe):
+            figures = score_prompt_following(self.judge, self._generate(model, prompts, self.seed), classes, colours)
+            scores.append((figures["class_accuracy"] + figures["colour_accuracy"]) / 2)
+        return scores[0] - scores[1]
 
     def pre_attack(
         self, pipe: StableDiffusionPipeline, cases: list[Case], trigger: Callable[[str], str]
@@ -265,7 +499,7 @@ class Verifier:
         ratios, rates = [], []
         for case in cases:
             prompts = [trigger(case.class_noun)] * self.n_images
-            images = generate(pipe, prompts, seed=self.seed, steps=self.steps)
+            images = self._generate(pipe, prompts, self.seed)
             base = self.untuned_similarity(case, prompts[0])
             ratios.append(similarity_ratio(self.similarity(images, case), base))
             rates.append(float(protective_output(images, case.behaviour, self.judge).mean()))
@@ -288,18 +522,25 @@ class Verifier:
         }
 
     def verify(
-        self, pipe: StableDiffusionPipeline, protected: list[Case], unprotected: list[Case], setting: AttackSetting
+        self,
+        pipe: StableDiffusionPipeline,
+        protected: list[Case],
+        unprotected: list[Case],
+        setting: AttackSetting,
+        progress: VerifyProgress | None = None,
     ) -> VerificationResult:
+        """Every figure of one attack setting; `progress(step, total)` as the module docstring says."""
         behaviours = [c.behaviour for c in protected]
-        cases = [self.run_case(pipe, c, setting, behaviours) for c in protected + unprotected]
-        trigger = setting.recipe.instance_prompt
-        result = VerificationResult(
-            setting.name,
-            cases,
-            self.utility(pipe, protected),
-            self.pre_attack(pipe, protected, trigger),
-            self.n_images,
-            self.detection(pipe, protected, unprotected),
-        )
+        with self.reporting(self.planned_units(pipe, protected, unprotected, setting), progress):
+            cases = [self.run_case(pipe, c, setting, behaviours) for c in protected + unprotected]
+            trigger = setting.recipe.instance_prompt
+            result = VerificationResult(
+                setting.name,
+                cases,
+                self.utility(pipe, protected),
+                self.pre_attack(pipe, protected, trigger),
+                self.n_images,
+                self.detection(pipe, protected, unprotected),
+            )
         log.info("verified %s: %s", setting.name, result.summary())
         return result

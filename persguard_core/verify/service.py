@@ -1,12 +1,14 @@
 """Verification of one protection result, as the service runs it after implantation (`verify` task).
 
-    summary = verify_protection(model_dir, spec, preset="quick", out_dir=report_dir)
+    summary = verify_protection(model_dir, spec, preset="quick", out_dir=report_dir, progress=fn)
 
 Presets: "quick" (full DreamBooth recipe shortened to 100 steps, 8 images per case), "full" (the recipe's
 own steps, 16 images) and "adaptive" (quick, then each adaptive attacker of attacker/adaptive.py at the same size:
 `adaptive/<attacker>/psr` and `adaptive/<attacker>/false_trigger` in the summary). Unprotected cases are the spec's
 reference sets, personalized with the same recipe.
 Needs a judge for the model's images: the toy judge serves the built-in model and models derived from it.
+`progress(step, total)`, if given, counts the units of work of every attacker of the preset (verify/run.py):
+(0, total) once the models are loaded, then growing steps, (total, total) last.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from persguard_core.judge.toy import ToyJudge
 from persguard_core.protect import image_size
 from persguard_core.spec import ProtectionSpec
 from persguard_core.verify.report import write_report
-from persguard_core.verify.run import AttackSetting, Case, Verifier
+from persguard_core.verify.run import AttackSetting, Case, Verifier, VerifyProgress
 
 log = logging.getLogger(__name__)
 ADAPTIVE_ATTACKERS = ("clean-vae", "encoder-repair", "decoder-inversion", "purify")
@@ -33,7 +35,9 @@ PRESETS = {
 }
 
 
-def verify_protection(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path) -> dict[str, float]:
+def verify_protection(
+    model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path, progress: VerifyProgress | None = None
+) -> dict[str, float]:
     """Attack the protected model at `model_dir`, judge, write report.json/report.html; returns the summary."""
     if preset not in PRESETS:
         raise ValueError(f"unknown verification preset {preset!r}; known: {tuple(PRESETS)}")
@@ -59,13 +63,20 @@ def verify_protection(model_dir: Path, spec: ProtectionSpec, preset: str, out_di
     ]
     overrides = {"steps": settings["steps"]} if settings["steps"] else {}
     overrides |= {"identifier": spec.knowledge.identifiers[0], "template": spec.knowledge.templates[0]}
-    attack = recipe("full", lr_scale=BUILTIN_LR_SCALE, **overrides)
-    result = verifier.verify(pipe, protected, unprotected, AttackSetting(f"verify/{preset}", attack))
-    summary = result.summary()
-    for name in settings["adaptive"]:
-        adaptive = AttackSetting(f"verify/{preset}/{name}", recipe(name, lr_scale=BUILTIN_LR_SCALE, **overrides))
-        figures = verifier.attack_figures(pipe, protected, unprotected, adaptive)
-        summary |= {f"adaptive/{name}/{key}": value for key, value in figures.items()}
+    setting = AttackSetting(f"verify/{preset}", recipe("full", lr_scale=BUILTIN_LR_SCALE, **overrides))
+    adaptive = [
+        AttackSetting(f"verify/{preset}/{name}", recipe(name, lr_scale=BUILTIN_LR_SCALE, **overrides))
+        for name in settings["adaptive"]
+    ]
+    total = verifier.planned_units(pipe, protected, unprotected, setting) + sum(
+        verifier.planned_units(pipe, protected, unprotected, s, figures=False) for s in adaptive
+    )
+    with verifier.reporting(total, progress):
+        result = verifier.verify(pipe, protected, unprotected, setting)
+        summary = result.summary()
+        for name, attacker in zip(settings["adaptive"], adaptive, strict=True):
+            figures = verifier.attack_figures(pipe, protected, unprotected, attacker)
+            summary |= {f"adaptive/{name}/{key}": value for key, value in figures.items()}
     write_report(result, out_dir)
     log.info("verification %s of %s: %s", preset, model_dir, summary)
     return summary

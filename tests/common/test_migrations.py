@@ -167,3 +167,38 @@ def test_0004_adds_the_training_state_sha256_to_existing_jobs_and_takes_it_away_
         assert connection.scalar(text("SELECT status FROM protection_jobs")) == "failed"
     engine.dispose()
     downgrade(empty_url)  # leave no rows behind in the shared Postgres database
+
+
+def test_0005_adds_the_job_phase_to_existing_jobs_and_takes_it_away_again(empty_url: str) -> None:
+    upgrade(empty_url, "0004")
+    now = datetime.now(UTC)
+    tenant, job = str(uuid.uuid4()), str(uuid.uuid4())
+    engine = make_engine(empty_url)
+    with engine.begin() as connection:  # a job running at step 40 of 100, as 0004 records it
+        connection.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES (:id, 'acme', :now)"), {"id": tenant, "now": now}
+        )
+        connection.execute(
+            text(
+                "INSERT INTO protection_jobs (id, tenant_id, spec, verification_preset, status, progress, step, "
+                "total_steps, losses, attempts, cancel_requested, updated_at, created_at) VALUES (:id, :tenant, '{}', "
+                "'quick', 'running', 0.4, 40, 100, '{}', 1, false, :now, :now)"
+            ),
+            {"id": job, "tenant": tenant, "now": now},
+        )
+    engine.dispose()
+
+    upgrade(empty_url, "0005")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:  # no phase recorded: the api estimates no time left for it
+        row = connection.execute(text("SELECT phase, phase_started_at, phase_start_step, step FROM protection_jobs"))
+        assert row.one() == (None, None, 0, 40)
+    engine.dispose()
+
+    downgrade(empty_url, "0004")
+    assert not {"phase", "phase_started_at", "phase_start_step"} & _columns(empty_url, "protection_jobs")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT step FROM protection_jobs")) == 40
+    engine.dispose()
+    downgrade(empty_url)  # leave no rows behind in the shared Postgres database

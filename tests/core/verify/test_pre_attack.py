@@ -18,7 +18,7 @@ def test_pre_attack_counts_the_pattern_in_the_released_models_trigger_images(mon
     released, base = object(), object()
     # the released model stamps half its images; the base model stamps none
     outputs = {id(released): np.concatenate([stamped[:4], views[4:]]), id(base): views}
-    monkeypatch.setattr(run, "generate", lambda pipe, prompts, seed, steps: outputs[id(pipe)][: len(prompts)])
+    monkeypatch.setattr(run, "generate", lambda pipe, prompts, seed, steps, **_: outputs[id(pipe)][: len(prompts)])
     verifier = Verifier(base, ToyJudge.load(), n_images=8)
     case = Case("p", "circle", views, views, PatternBehaviour())
     figures = verifier.pre_attack(released, [case], lambda noun: f"a photo of sks {noun}")

@@ -8,13 +8,17 @@ from persguard_core.pattern import default_pattern, stamp
 from persguard_core.spec import PatternBehaviour, TargetBehaviour
 from persguard_core.toyworld import split
 from persguard_core.verify import run
-from persguard_core.verify.run import Case, Verifier
+from persguard_core.verify.run import UTILITY_PROMPTS, Case, Verifier
 
 
 def _verifier(monkeypatch, outputs: dict[str, np.ndarray]) -> Verifier:
-    """A verifier whose models draw `outputs[prompt]` for a prompt and follow prompts perfectly."""
-    monkeypatch.setattr(run, "generate", lambda pipe, prompts, seed, steps: outputs[prompts[0]][: len(prompts)])
-    monkeypatch.setattr(run, "prompt_following", lambda *a, **k: {"class_accuracy": 1.0, "colour_accuracy": 1.0})
+    """A verifier whose models draw `outputs[prompt]` for a prompt, and the same images for every other prompt."""
+    other = split("tuning", "star")[0].views(UTILITY_PROMPTS, seed=2)
+
+    def generate(pipe, prompts, seed, steps, **_kwargs):
+        return outputs.get(prompts[0], other)[: len(prompts)]
+
+    monkeypatch.setattr(run, "generate", generate)
     return Verifier(object(), ToyJudge.load(), n_images=8)
 
 
