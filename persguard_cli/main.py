@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from persguard_cli import core_commands, service_commands
+from persguard_cli import client_commands, core_commands, service_commands
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,6 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     core_commands.register(sub)
     service_commands.register(sub)
+    client_commands.register(sub)
     return parser
 
 

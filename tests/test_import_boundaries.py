@@ -1,5 +1,5 @@
 """The direction of imports (README, Architecture): the core imports none of the service or the research harness,
-and the service imports nothing of the research harness."""
+the service imports nothing of the research harness, and the client speaks HTTP only (no service or core code)."""
 
 import ast
 from pathlib import Path
@@ -30,6 +30,7 @@ def _imported_packages(package: str) -> dict[str, set[str]]:
         ("common", {"research", "api", "worker", "persguard_cli"}),
         ("api", {"research", "worker", "persguard_cli"}),
         ("worker", {"research", "api", "persguard_cli"}),
+        ("persguard_client", {"research", "api", "common", "worker", "persguard_cli", "persguard_core", "torch"}),
     ],
 )
 def test_a_package_imports_nothing_it_must_not_depend_on(package: str, forbidden: set[str]) -> None:
