@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from api.services.errors import (
     Conflict,
@@ -123,16 +124,52 @@ async def _on_domain(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, status, exc.message, kind=exc.code)
 
 
+UNPARSEABLE_BODY = "There was an error parsing the body"  # FastAPI's 400 for a body its parser raised on
+FORM_MEDIA_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+ROUTED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path. Starlette's 405 names only the methods of the first
+    route whose path matched, while a path such as `/v1/models` is served by one route per method. Mounted apps
+    (static files) match any method and answer their own 405s: they are left out."""
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
+    return [
+        method
+        for method in ROUTED_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    ]
+
+
+def _unparseable_json(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """A JSON body the JSON parser raised on (not UTF-8, nested too deeply) is invalid JSON like any other: a 422
+    validation error, as FastAPI answers a syntax error, not an undocumented 400."""
+    cause = exc.__cause__
+    why = {UnicodeDecodeError: "it is not UTF-8 text", RecursionError: "it nests too deeply"}.get(
+        type(cause), "parse error"
+    )
+    errors = [{"loc": ["body"], "msg": "JSON decode error", "type": "json_invalid"}]
+    detail = f"the request body is not valid JSON ({why}); send a JSON object"
+    return problem_response(request, 422, detail, kind="validation-error", errors=errors)
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    headers = getattr(exc, "headers", None)
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no endpoint at {request.url.path}; see /docs for the API"
-    elif exc.status_code == 400 and detail == "There was an error parsing the body":
-        detail = "the request body could not be parsed; send well-formed multipart/form-data or JSON"
+    elif exc.status_code == 400 and detail == UNPARSEABLE_BODY:
+        if not request.headers.get("content-type", "").lower().startswith(FORM_MEDIA_TYPES):
+            return _unparseable_json(request, exc)
+        detail = "the request body could not be parsed; send well-formed multipart/form-data"
     elif exc.status_code == 405:
         detail = f"{request.method} is not allowed on {request.url.path}; see /docs for the allowed methods"
-    return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+        if allowed := allowed_methods(request):
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+    return problem_response(request, exc.status_code, detail, headers=headers)
 
 
 async def _on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
+from common.callables import load_callable
 from common.db import SessionFactory, make_engine, make_session_factory
 from common.jobs import JobConfig, ProtectFn, VerifyFn, default_protect_fn, default_verify_fn
 from common.settings import Settings, get_settings
@@ -25,14 +23,6 @@ class WorkerContext:
     config: JobConfig
     protect_fn: ProtectFn
     verify_fn: VerifyFn
-
-
-def load_callable(path: str) -> Callable[..., Any]:
-    """`module:function` -> the function."""
-    module, _, name = path.partition(":")
-    if not module or not name:
-        raise ValueError(f"expected module:function, got {path!r}")
-    return getattr(importlib.import_module(module), name)
 
 
 @lru_cache(maxsize=1)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.deps import AdminOnly, QuotasDep, ReadsDep, RightsHolderOrAdmin, RunnerDep, SessionDep
 from api.errors import problem_responses
 from api.pagination import PageDep, paginate
-from api.schemas.common import Page
+from api.schemas.common import NO_NUL, Page
 from api.schemas.jobs import JobOut
 from api.services import jobs as service
 from common.models import JobStatus, ProtectionJob
@@ -25,7 +25,9 @@ def list_jobs(
     page: PageDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this state")] = None,
     subject_id: Annotated[uuid.UUID | None, Query(description="only jobs protecting this subject")] = None,
-    model: Annotated[str | None, Query(max_length=100, description="only jobs on this base model")] = None,
+    model: Annotated[
+        str | None, Query(max_length=100, pattern=NO_NUL, description="only jobs on this base model")
+    ] = None,
 ) -> dict:
     """Your tenant's jobs (all for admins), newest first."""
     stmt = service.filter_jobs(service.visible_jobs(principal), status, subject_id, model)

@@ -11,7 +11,7 @@ from api.deps import QuotasDep, RightsHolderOrAdmin, SessionDep, SettingsDep, St
 from api.errors import ProblemError, problem_responses
 from api.images import ImageRejected, UploadLimits, check_count, check_size, validate_uploads
 from api.pagination import PageDep, paginate
-from api.schemas.common import Page
+from api.schemas.common import NO_NUL, Page
 from api.schemas.subjects import CLASS_NOUN_PATTERN, SubjectOut
 from api.services import subjects as service
 from common.models import Subject
@@ -39,14 +39,14 @@ def _read_uploads(images: list[UploadFile], limits: UploadLimits) -> list[tuple[
     return files
 
 
-@router.post("", status_code=201, response_model=SubjectOut, responses=problem_responses(413, 415, 503))
+@router.post("", status_code=201, response_model=SubjectOut, responses=problem_responses(400, 413, 415, 503))
 def create_subject(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
     quotas: QuotasDep,
     principal: RightsHolderOrAdmin,
-    name: Annotated[str, Form(min_length=1, max_length=100, description="a label for the subject")],
+    name: Annotated[str, Form(min_length=1, max_length=100, pattern=NO_NUL, description="a label for the subject")],
     class_noun: Annotated[str, Form(max_length=50, pattern=CLASS_NOUN_PATTERN, description='e.g. "dog"')],
     images: Annotated[list[UploadFile] | None, File(description="3-20 PNG, JPEG or WebP images")] = None,
 ) -> Subject:

@@ -1,4 +1,4 @@
-"""Shapes shared by every resource: pages of results."""
+"""Shapes shared by every resource: pages of results, free text."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, Field
 
 T = TypeVar("T")
+
+# Free text reaches Postgres, whose text cannot hold U+0000: it is refused (422) before any query sees it.
+NO_NUL = r"^[^\x00]*$"
 
 
 class Page(BaseModel, Generic[T]):

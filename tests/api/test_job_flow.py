@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from api.main import default_runner
 from common.jobs import InProcessRunner
 from common.models import AuditEvent
+from common.settings import Settings
 from common.storage import LocalStorage
 from tests.api.api_testkit import ApiEnv, fake_protect, make_subject, protect
 
@@ -69,3 +72,19 @@ def test_local_download_link_is_refused_when_tampered(make_env: Callable[..., Ap
     url = api.client.get(checkpoint["links"]["download"], headers=api.auth("alpha:admin")).headers["location"]
     response = api.client.get(url.replace("sig=", "sig=0"))
     assert response.status_code == 403 and "invalid or expired" in response.json()["detail"]
+
+
+def test_the_embedded_runner_uses_the_configured_protect_and_verify_functions(
+    make_env: Callable[..., ApiEnv], tmp_path: Path
+) -> None:
+    settings = Settings(
+        protect_fn="tests.api.api_testkit:fake_protect", verify_fn="tests.worker.fakes:fake_verify", workdir=tmp_path
+    )
+    api = make_env("sqlite", lambda sf, storage: default_runner(settings, sf, storage))
+    job = protect(api, [make_subject(api)["id"]], steps=1).json()
+    assert api.runner.wait_idle(timeout=120)
+    done = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
+    assert done["status"] == "succeeded", done["error"]
+    checkpoint = api.client.get(done["links"]["checkpoint"], headers=api.auth("alpha:admin")).json()
+    assert [f["path"] for f in checkpoint["manifest"]["files"]] == ["unet.safetensors"]
+    assert checkpoint["verification"]["summary"]["psr"] == 1.0
