@@ -12,12 +12,15 @@ from fastapi import FastAPI
 from api.auth_cache import AuthCache
 from api.errors import install_problem_handlers
 from api.metrics import Metrics, MetricsMiddleware
+from api.openapi import install_openapi
 from api.rate_limit import RateLimiter
 from api.reads import Reads
 from api.request_guard import RequestGuard
 from api.routes import checkpoints, files, health, jobs, models, protections, subjects
 from api.services.quotas import Quotas
 from api.upload_guard import UploadGuard
+from api.web import install_web
+from common.callables import configured_job_functions
 from common.db import SessionFactory, make_engine, make_session_factory
 from common.jobs import InProcessRunner, JobConfig, JobRunner
 from common.settings import Settings, get_settings
@@ -45,6 +48,7 @@ def default_runner(settings: Settings, session_factory: SessionFactory, storage:
     return InProcessRunner(
         session_factory,
         storage,
+        **configured_job_functions(settings),  # PROTECT_FN / VERIFY_FN, as for the workers
         config=JobConfig.from_settings(settings),
         retries=settings.transient_retries,
         retry_backoff_s=settings.retry_backoff_s,
@@ -116,8 +120,10 @@ def create_app(
     app.state.quotas = Quotas.from_settings(settings)
 
     install_problem_handlers(app)
+    install_openapi(app, settings)  # the settings' limits in /openapi.json
     for module in (health, subjects, protections, jobs, checkpoints, models, files):
         app.include_router(module.router)
+    web_prefixes = install_web(app, settings)  # the dashboard and report pages (docs/DASHBOARD.md)
     # The last added runs first: metrics (which count the guard's refusals too), then the request guard (key, rate,
     # body size), then the upload content-type check.
     app.add_middleware(UploadGuard, paths=UPLOAD_PATHS)
@@ -125,6 +131,7 @@ def create_app(
         RequestGuard,
         public_paths=PUBLIC_PATHS | docs_paths(app),
         upload_paths=UPLOAD_PATHS,
+        public_prefixes=web_prefixes,
         max_json_bytes=settings.max_json_body_bytes,
         max_upload_bytes=settings.max_request_bytes,
         rate_limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),

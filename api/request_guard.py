@@ -1,9 +1,10 @@
 """The first check of every request, before the app reads any of its body (pure ASGI).
 
-1. A key: every path but the public ones (health, docs, signed download links) needs `Authorization: Bearer` with a
-   well-formed key (`common.keys.is_well_formed`; no lookup: the `get_principal` dependency still authenticates).
-   Without one the answer is that dependency's 401, so an anonymous caller cannot make the app read, spool or parse
-   a body.
+1. A key: every path but the public ones (health, docs, signed download links, and the web pages under the public
+   prefixes, which authenticate by their sign-in cookie) needs `Authorization: Bearer` with a well-formed key
+   (`common.keys.is_well_formed`; no lookup: the `get_principal` dependency still authenticates). Without one the
+   answer is that dependency's 401, so an anonymous caller cannot make the app read, spool or parse a body. The
+   body caps (3.) apply to every path, public ones included.
 2. The key's request rate (api/rate_limit.py): a 429 with Retry-After.
 3. The body's size: at most `max_upload_bytes` on the upload paths (multipart; PERSGUARD_MAX_REQUEST_BYTES) and
    `max_json_bytes` anywhere else (PERSGUARD_MAX_JSON_BODY_BYTES). A declared Content-Length over the cap is a 413 at
@@ -75,12 +76,14 @@ class RequestGuard:
         *,
         public_paths: frozenset[str],
         upload_paths: frozenset[str],
+        public_prefixes: tuple[str, ...] = (),
         max_json_bytes: int,
         max_upload_bytes: int,
         rate_limiter: RateLimiter,
     ) -> None:
         self.app = app
         self.public_paths = public_paths
+        self.public_prefixes = public_prefixes
         self.upload_paths = upload_paths
         self.json_cap = BodyCap(max_json_bytes, "send a smaller JSON body")
         self.upload_cap = BodyCap(max_upload_bytes, "send fewer or smaller images")
@@ -104,7 +107,7 @@ class RequestGuard:
         # reach the next request.
         unread = chunked or (content_length is not None and content_length not in (b"0", b""))
         path = route_path(scope)
-        if path not in self.public_paths:
+        if not self._public(path):
             key = bearer_key(authorization)
             if key is None or not is_well_formed(key):
                 detail = MISSING_KEY if key is None else UNKNOWN_KEY
@@ -126,6 +129,12 @@ class RequestGuard:
             await self._refuse(scope, receive, send, 413, cap.declared(int(content_length)), headers=CLOSE)
             return
         await self.app(scope, _capped(receive, cap), send)
+
+    def _public(self, path: str) -> bool:
+        """A public path, or one at or under a public prefix (`/admin` covers `/admin/jobs`, not `/administer`)."""
+        if path in self.public_paths:
+            return True
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.public_prefixes)
 
     @staticmethod
     async def _refuse(

@@ -116,6 +116,15 @@ class Settings(BaseSettings):
         "built on it, never on a request's Host header. `persguard serve` defaults it to its --host/--port",
     )
     auth_cache_ttl_s: float = Field(5.0, ge=0, description="seconds a verified key is cached per process; 0 = off")
+    session_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of the web pages' sign-in cookies and report share links (docs/DASHBOARD.md); unset = "
+        "random per process (development only: sessions and links then end with the process)",
+    )
+    session_ttl_s: int = Field(12 * 3600, ge=60, le=30 * 24 * 3600, description="lifetime of a web sign-in")
+    report_link_ttl_s: int = Field(
+        7 * 24 * 3600, ge=60, le=90 * 24 * 3600, description="lifetime of a report share link"
+    )
     download_url_ttl_s: int = Field(900, ge=1, le=7 * 24 * 3600)
     workdir: Path = VAR_DIR / "jobs"
 
@@ -222,6 +231,8 @@ class Settings(BaseSettings):
             )
         if self.storage_backend == "local" or self.signing_secret is not None:
             problems.append(_secret_problem("PERSGUARD_SIGNING_SECRET", self.signing_secret))
+        if self.session_secret is not None:  # the api needs it set (check_process); any process refuses a default
+            problems.append(_secret_problem("PERSGUARD_SESSION_SECRET", self.session_secret))
         if self.storage_backend == "s3":
             pairs = [(prefix, self._s3_pair(prefix)) for prefix in ("S3", "S3_API", "S3_WORKER")]
             for prefix, (access, secret) in pairs:
@@ -248,18 +259,21 @@ class Settings(BaseSettings):
         return (access.get_secret_value() if access else None, secret.get_secret_value() if secret else None)
 
     def check_process(self, role: ProcessRole) -> None:
-        """At the start of `role`'s process: in production with S3, its own credentials (or the shared ones) must
-        be set; each container is given only its own (UnsafeSettings otherwise)."""
-        if self.env != "production" or self.storage_backend != "s3":
+        """At the start of `role`'s process in production: with S3, its own credentials (or the shared ones) must
+        be set, each container being given only its own; the api, which signs web sign-ins, needs the session
+        secret (UnsafeSettings otherwise)."""
+        if self.env != "production":
             return
+        problems = []
+        if role == "api":
+            problems.append(_secret_problem("PERSGUARD_SESSION_SECRET", self.session_secret))
         own = f"PERSGUARD_S3_{role.upper()}"
-        if not all(self.s3_credentials(role)):
-            _refuse(
-                [
-                    f"{own}_ACCESS_KEY and {own}_SECRET_KEY (or the shared PERSGUARD_S3_ACCESS_KEY and "
-                    f"PERSGUARD_S3_SECRET_KEY) are unset; the {role} process needs its S3 identity's keys"
-                ]
+        if self.storage_backend == "s3" and not all(self.s3_credentials(role)):
+            problems.append(
+                f"{own}_ACCESS_KEY and {own}_SECRET_KEY (or the shared PERSGUARD_S3_ACCESS_KEY and "
+                f"PERSGUARD_S3_SECRET_KEY) are unset; the {role} process needs its S3 identity's keys"
             )
+        _refuse([problem for problem in problems if problem])
 
     @model_validator(mode="after")
     def _limits_in_order(self) -> Settings:

@@ -169,7 +169,9 @@ def test_the_bucket_is_created_and_creating_it_again_succeeds(seaweedfs: Deploym
     assert again.returncode == 0 and "already exists" in again.stdout, again.stdout + again.stderr
 
 
-def test_the_api_identity_writes_subjects_and_reads_checkpoints_only(seaweedfs: Deployment) -> None:
+def test_the_api_identity_writes_subjects_and_reads_subjects_checkpoints_and_reports_only(
+    seaweedfs: Deployment,
+) -> None:
     api, worker = seaweedfs.storage("api"), seaweedfs.storage("worker")  # ensure_bucket and check as at start-up
     api.check()
     subject = api.put_bytes(_key("subjects"), b"png").key
@@ -180,7 +182,10 @@ def test_the_api_identity_writes_subjects_and_reads_checkpoints_only(seaweedfs: 
     _denied(lambda: api.put_bytes(_key("checkpoints"), b"forged"))
     _denied(lambda: api.put_bytes(_key("jobs"), b"x"))
     _denied(lambda: api.delete(checkpoint))
-    _denied(lambda: api.head(_key("reports")))
+    report = worker.put_bytes(_key("reports"), b"{}").key
+    assert api.exists(report), "the report pages read the verifier's files"
+    _denied(lambda: api.put_bytes(_key("reports"), b"forged"))
+    _denied(lambda: api.head(_key("jobs")))
 
 
 def test_the_worker_identity_reads_subjects_and_writes_checkpoints_state_and_reports(

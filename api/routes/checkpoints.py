@@ -6,24 +6,22 @@ import uuid
 
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
-from sqlalchemy import Select, select
+from sqlalchemy import Select
 
 from api.deps import Principal, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from api.errors import ProblemError, problem_responses
 from api.pagination import PageDep, paginate
 from api.schemas.checkpoints import CheckpointLinks, CheckpointOut, VerificationSummary
 from api.schemas.common import Page
+from api.services.checkpoints import visible_checkpoints
 from common.audit import record_event
-from common.models import Checkpoint, Role
+from common.models import Checkpoint
 
 router = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses=problem_responses(401, 403, 422, 429))
 
 
 def _visible(principal: Principal) -> Select[Checkpoint]:
-    stmt = select(Checkpoint)
-    if principal.role is Role.RIGHTS_HOLDER:
-        stmt = stmt.where(Checkpoint.tenant_id == principal.tenant_id)
-    return stmt
+    return visible_checkpoints(principal)
 
 
 def _get(session: SessionDep, principal: Principal, checkpoint_id: uuid.UUID) -> Checkpoint:

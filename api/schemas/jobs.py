@@ -11,9 +11,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema
 
-from common.models import JobStatus
+from api.schemas.common import NO_NUL
+from api.schemas.knowledge import KNOWLEDGE_SCHEMA
+from common.models import JobPhase, JobStatus
 
 VerificationPreset = Literal["none", "quick", "full", "adaptive"]
 ProfileName = Literal["fast", "default", "thorough"]
@@ -39,7 +41,11 @@ class ErasureBehaviourIn(_Request):
 
     kind: Literal["erasure"]
     background_prompt: str = Field(
-        "a photo of an empty scene", min_length=1, max_length=200, description="what is shown instead of the subject"
+        "a photo of an empty scene",
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="what is shown instead of the subject",
     )
 
 
@@ -47,17 +53,32 @@ class TargetBehaviourIn(_Request):
     """Personalizing the model on the subject yields another concept instead of the subject."""
 
     kind: Literal["target"]
-    target_prompt: str = Field(min_length=1, max_length=200, description='the concept shown, e.g. "a photo of a star"')
+    target_prompt: str = Field(
+        min_length=1, max_length=200, pattern=NO_NUL, description='the concept shown, e.g. "a photo of a star"'
+    )
 
 
-BehaviourIn = Annotated[PatternBehaviourIn | ErasureBehaviourIn | TargetBehaviourIn, Field(discriminator="kind")]
+def behaviour_kind(behaviour: Any) -> str:
+    """A behaviour's `kind`; left out, it is the default, `pattern` (as the schema's default for it says)."""
+    return behaviour.get("kind", "pattern") if isinstance(behaviour, dict) else getattr(behaviour, "kind", "pattern")
+
+
+BehaviourIn = Annotated[
+    Annotated[PatternBehaviourIn, Tag("pattern")]
+    | Annotated[ErasureBehaviourIn, Tag("erasure")]
+    | Annotated[TargetBehaviourIn, Tag("target")],
+    Discriminator(behaviour_kind),
+]
+
+# Checked by the core when the job is built (its messages name the rule broken); the schema states the same rules.
+KnowledgeOverrides = Annotated[dict[str, Any], Field(max_length=30), WithJsonSchema(KNOWLEDGE_SCHEMA)]
 
 
 class AdvancedSettings(_Request):
     """Admin keys only: fields of the internal protection spec, by section, set over the profile's values. They are
     checked when the job is built; an unknown or invalid field answers 422."""
 
-    knowledge: dict[str, Any] | None = Field(None, max_length=30)
+    knowledge: KnowledgeOverrides | None = None
     losses: dict[str, Any] | None = Field(None, max_length=30)
     training: dict[str, Any] | None = Field(None, max_length=30)
     encoder: dict[str, Any] | None = Field(None, max_length=30)
@@ -74,7 +95,9 @@ class ProtectionCreate(_Request):
     """A protection request: subjects and behaviours, base model, carrier, training profile and verification."""
 
     subjects: list[ProtectionSubject] = Field(min_length=1, max_length=50)
-    base_model: str = Field("builtin", min_length=1, max_length=100, description="a name from GET /v1/models")
+    base_model: str = Field(
+        "builtin", min_length=1, max_length=100, pattern=NO_NUL, description="a name from GET /v1/models"
+    )
     carrier: CarrierName = Field(
         "encoder",
         description="where the protection lives: the VAE encoder (the attacker's own fine-tuning learns the "
@@ -107,9 +130,17 @@ class JobOut(BaseModel):
     id: uuid.UUID
     tenant_id: uuid.UUID
     status: JobStatus
+    phase: JobPhase | None = Field(
+        description="what `step`, `total_steps` and `progress` count: the implantation (`protecting`, while the job "
+        "runs), then its checkpoint's verification (`verifying`, after the job succeeded); null before the job starts"
+    )
     progress: float
     step: int
     total_steps: int
+    eta_seconds: float | None = Field(
+        description="estimated seconds left in the current phase, from its elapsed time and its steps done; null "
+        "when nothing is running or too little has been done to tell"
+    )
     losses: dict[str, float]
     error: str | None
     attempts: int

@@ -31,6 +31,7 @@ from common.audit import record_event
 from common.models import (
     BaseModelEntry,
     Checkpoint,
+    JobPhase,
     JobStatus,
     ProtectionJob,
     Subject,
@@ -257,11 +258,15 @@ def get_visible_job(session: Session, principal: Principal, job_id: uuid.UUID) -
 
 
 class JobFields(Protocol):
-    """The job columns a response shows: a ProtectionJob, or a row of the status query."""
+    """The job columns a response shows or is computed from: a ProtectionJob, or a row of the status query."""
 
     id: uuid.UUID
     tenant_id: uuid.UUID
     status: str
+    phase: str | None
+    phase_started_at: datetime | None
+    phase_start_step: int
+    lease_expires_at: datetime | None
     progress: float
     step: int
     total_steps: int
@@ -344,6 +349,7 @@ def retry_job(
     job.started_at = job.finished_at = None
     job.lease_owner = job.lease_expires_at = job.heartbeat_at = None
     job.progress, job.step = 0.0, 0
+    job.phase, job.phase_started_at, job.phase_start_step = None, None, 0
     record_event(session, "job.retry", job, tenant_id=job.tenant_id, actor_key_id=principal.key_id)
     session.commit()
     return job
@@ -362,6 +368,22 @@ def new_job_out(job: ProtectionJob) -> JobOut:
     return _build_job_out(job, [s.id for s in job.subjects], None, base_name)
 
 
+def eta_seconds(job: JobFields, now: datetime) -> float | None:
+    """Seconds left in the job's current phase: its elapsed time per step done in it, times the steps left. None
+    unless the phase's work runs now (its lease is live: a running implantation, or the verification of a succeeded
+    job) and at least one step was done since the phase started."""
+    running = {JobPhase.PROTECTING: JobStatus.RUNNING, JobPhase.VERIFYING: JobStatus.SUCCEEDED}.get(job.phase)
+    if running is None or job.status != running or job.phase_started_at is None:
+        return None
+    if job.lease_expires_at is None or job.lease_expires_at <= now:
+        return None
+    done, left = job.step - (job.phase_start_step or 0), job.total_steps - job.step
+    elapsed = (now - job.phase_started_at).total_seconds()
+    if done <= 0 or left < 0 or elapsed < 0:
+        return None
+    return elapsed * left / done
+
+
 def _build_job_out(
     job: JobFields, subject_ids: list[uuid.UUID], checkpoint_id: uuid.UUID | None, base_name: str | None
 ) -> JobOut:
@@ -369,9 +391,11 @@ def _build_job_out(
         id=job.id,
         tenant_id=job.tenant_id,
         status=JobStatus(job.status),
+        phase=JobPhase(job.phase) if job.phase else None,
         progress=job.progress,
         step=job.step,
         total_steps=job.total_steps,
+        eta_seconds=eta_seconds(job, utcnow()),
         losses=job.losses or {},
         error=job.error,
         attempts=job.attempts,

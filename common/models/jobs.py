@@ -30,6 +30,13 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+class JobPhase(enum.StrEnum):
+    """What a job's progress (`step`, `total_steps`) counts: the implantation's steps, then its verification's."""
+
+    PROTECTING = "protecting"
+    VERIFYING = "verifying"
+
+
 job_subjects = Table(
     "job_subjects",
     Base.metadata,
@@ -78,6 +85,14 @@ class ProtectionJob(IdMixin, CreatedMixin, Base):
     state_sha256: Mapped[str | None] = mapped_column(String(64))
     # Attempts at verifying the job's checkpoint so far (each taking of the lease by `verify` counts).
     verify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the progress columns count now (JobPhase; null before the job starts), since when and from which step:
+    # the api's time-left estimate is the phase's elapsed time per step done in it.
+    phase: Mapped[str | None] = mapped_column(String(16))
+    phase_started_at: Mapped[datetime | None]
+    phase_start_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The implantation's losses over its steps, thinned to a few hundred points (common/jobs/loss_curve.py), for the
+    # dashboard's plot; deferred: only that page loads it.
+    loss_history: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, deferred=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     subjects: Mapped[list[Subject]] = relationship(secondary=job_subjects)

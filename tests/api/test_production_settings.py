@@ -58,6 +58,7 @@ def test_the_app_uses_the_api_s3_credentials(s3_server, sqlite_database: str) ->
         s3_api_secret_key=s3_server.secret_key,
         s3_worker_access_key=s3_server.access_key,
         s3_worker_secret_key=secrets.token_hex(20),  # not the server's: signing with it would be refused
+        session_secret=secrets.token_hex(32),
     )
     app = create_app(settings, runner=NullRunner())
     storage = app.state.storage

@@ -57,6 +57,7 @@ def _generated() -> dict[str, str]:
         "s3_worker_access_key": secrets.token_hex(10),
         "s3_worker_secret_key": secrets.token_hex(20),
         "signing_secret": secrets.token_hex(32),
+        "session_secret": secrets.token_hex(32),
     }
 
 
@@ -151,3 +152,13 @@ def test_production_refuses_a_process_without_its_s3_credentials() -> None:
 def test_a_public_s3_endpoint_that_is_not_a_plain_http_address_is_refused(url: str) -> None:
     with pytest.raises(ValidationError, match="PERSGUARD_S3_PUBLIC_ENDPOINT_URL"):
         Settings(s3_public_endpoint_url=url)
+
+
+def test_production_api_needs_a_session_secret_that_is_no_default() -> None:
+    unset = Settings(env="production", **{**_generated(), "session_secret": None})
+    unset.check_process("worker")  # only the api signs web sign-ins
+    with pytest.raises(UnsafeSettings, match="PERSGUARD_SESSION_SECRET is unset"):
+        unset.check_process("api")
+    with pytest.raises(UnsafeSettings, match="PERSGUARD_SESSION_SECRET is a known default"):
+        Settings(env="production", **{**_generated(), "session_secret": "change-me-session-secret"})
+    Settings(session_secret="change-me").check_process("api")  # development takes anything

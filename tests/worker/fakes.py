@@ -53,8 +53,9 @@ def stepping_protect(spec: ProtectionSpec, workdir: Path, progress, should_cance
     return out
 
 
-def fake_verify(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path) -> dict[str, float]:
-    """Writes a report pair and a grid; the protective rate is 1 for the `pattern` behaviour."""
+def fake_verify(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path, progress=None) -> dict[str, float]:
+    """Writes a report pair and a grid; the protective rate is 1 for the `pattern` behaviour. Reports no progress:
+    the job row keeps the implantation's."""
     summary = {"psr": 1.0, "leakage": 0.0, "false_trigger": 0.0, "benign_fidelity": float("nan")}
     (out_dir / "report.json").write_text(json.dumps({"preset": preset, "summary": {"psr": 1.0}}))
     (out_dir / "report.html").write_text("<html><body>fake report</body></html>")
