@@ -16,15 +16,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from api.schemas.jobs import JobOut
 from api.services import jobs as job_service
 from api.services.checkpoints import visible_checkpoints
 from api.services.errors import NotFound
 from api.services.principal import Principal
+from api.services.reports import job_artefacts
 from api.services.subjects import visible_subjects
 from common.audit import record_event
+from common.jobs.recovery import unverified_checkpoints
 from common.keys import authenticate
 from common.models import (
     ApiKey,
@@ -268,13 +270,7 @@ def get_job_detail(session: Session, principal: Principal, job_id: uuid.UUID) ->
     """NotFound for a job the caller may not see (GET /v1/jobs/{id}'s rule)."""
     job = job_service.get_visible_job(session, principal, job_id)
     out = job_service.job_out(job)
-    subjects = list(
-        session.scalars(select(Subject).where(Subject.id.in_(out.subject_ids)).options(selectinload(Subject.images)))
-    )
-    order = {sid: i for i, sid in enumerate(out.subject_ids)}
-    subjects.sort(key=lambda s: order[s.id])
-    checkpoint = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job.id))
-    report = checkpoint.reports[0] if checkpoint is not None and checkpoint.reports else None
+    subjects, checkpoint, report = job_artefacts(session, job, out)
     return JobDetail(
         out=out,
         tenant=tenant_names(session, [job.tenant_id]).get(job.tenant_id, str(job.tenant_id)),
@@ -463,17 +459,7 @@ def queues(session: Session) -> Queues:
             func.count().filter(ProtectionJob.status == JobStatus.RUNNING),
         )
     ).one()
-    pending = session.scalar(
-        select(func.count())
-        .select_from(ProtectionJob)
-        .join(Checkpoint, Checkpoint.job_id == ProtectionJob.id)
-        .outerjoin(VerificationReport, VerificationReport.checkpoint_id == Checkpoint.id)
-        .where(
-            ProtectionJob.status == JobStatus.SUCCEEDED,
-            ProtectionJob.verification_preset != "none",
-            VerificationReport.id.is_(None),
-        )
-    )
+    pending = session.scalar(select(func.count()).select_from(unverified_checkpoints().subquery()))
     per_tenant = session.execute(
         select(
             Tenant.name,

@@ -286,9 +286,10 @@ def shared_job(session: Session, job_id: uuid.UUID) -> ProtectionJob:
     return job
 
 
-def job_report(session: Session, storage: Storage, cache: ReportCache, job: ProtectionJob) -> JobReport:
-    """The report page of a job the caller may see (`jobs.get_visible_job`, or a share link's `shared_job`)."""
-    out = job_service.job_out(job)
+def job_artefacts(
+    session: Session, job: ProtectionJob, out: JobOut
+) -> tuple[list[Subject], Checkpoint | None, VerificationReport | None]:
+    """A job's subjects (with their images, in the job's order), its checkpoint and the checkpoint's report."""
     subjects = list(
         session.scalars(select(Subject).where(Subject.id.in_(out.subject_ids)).options(selectinload(Subject.images)))
     )
@@ -296,6 +297,13 @@ def job_report(session: Session, storage: Storage, cache: ReportCache, job: Prot
     subjects.sort(key=lambda s: order[s.id])
     checkpoint = session.scalar(select(Checkpoint).where(Checkpoint.job_id == job.id))
     report = checkpoint.reports[0] if checkpoint is not None and checkpoint.reports else None
+    return subjects, checkpoint, report
+
+
+def job_report(session: Session, storage: Storage, cache: ReportCache, job: ProtectionJob) -> JobReport:
+    """The report page of a job the caller may see (`jobs.get_visible_job`, or a share link's `shared_job`)."""
+    out = job_service.job_out(job)
+    subjects, checkpoint, report = job_artefacts(session, job, out)
     verification = cache.get(storage, report) if report is not None else None
     return JobReport(out, subjects, checkpoint, verification)
 

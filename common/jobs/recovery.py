@@ -101,7 +101,7 @@ def due_doorbells(
             )
         ).all()
         unverified = session.execute(
-            _unverified().where(
+            unverified_checkpoints().where(
                 or_(
                     and_(ProtectionJob.lease_owner.is_(None), last_rung < stale),
                     ProtectionJob.lease_expires_at < now,
@@ -122,7 +122,7 @@ def due_doorbells(
     return bells
 
 
-def _unverified() -> Select[tuple[uuid.UUID, uuid.UUID]]:
+def unverified_checkpoints() -> Select[tuple[uuid.UUID, uuid.UUID]]:
     """(job id, checkpoint id) of succeeded jobs that asked for a verification and have no report yet."""
     return (
         select(ProtectionJob.id, Checkpoint.id)
@@ -143,7 +143,7 @@ def pending_verifications(session_factory: SessionFactory, now: datetime | None 
     now = now or utcnow()
     free = or_(ProtectionJob.lease_owner.is_(None), ProtectionJob.lease_expires_at < now)
     with session_factory() as session:
-        rows = session.execute(_unverified().where(free).order_by(ProtectionJob.created_at)).all()
+        rows = session.execute(unverified_checkpoints().where(free).order_by(ProtectionJob.created_at)).all()
         if rows:
             session.execute(
                 update(ProtectionJob)
