@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
@@ -43,6 +43,9 @@ from common.models import (
     job_subjects,
     utcnow,
 )
+
+if TYPE_CHECKING:  # celery (behind common.jobs.queue) is imported only where a broker is configured
+    from common.jobs.queue import BrokerWorker
 
 PAGE_SIZE = 25
 ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -392,6 +395,27 @@ def list_models(session: Session) -> list[BaseModelEntry]:
 
 
 # --- workers and queues (admins) ---
+
+
+@dataclass(frozen=True)
+class BrokerView:
+    """What the broker says about its workers: `workers` when asked, else why not (`note`)."""
+
+    workers: list[BrokerWorker] | None
+    note: str
+
+
+def broker_workers(runner: object, timeout: float = 1.0) -> BrokerView:
+    """Celery's own view of the workers (`CeleryRunner.broker_workers`, an `inspect` broadcast) when the API rings a
+    broker; the in-process runner has none."""
+    inspect = getattr(runner, "broker_workers", None)
+    if inspect is None:
+        return BrokerView(None, "No broker is configured: the API's in-process runner runs the jobs.")
+    try:
+        workers = inspect(timeout)
+    except Exception as exc:  # the broker is down or refuses: the page still shows the leases
+        return BrokerView(None, f"The broker did not answer ({type(exc).__name__}).")
+    return BrokerView(workers, f"{len(workers)} worker(s) answered within {timeout:g} s.")
 
 
 @dataclass(frozen=True)

@@ -238,9 +238,10 @@ def models_page(request: Request, session: SessionDep, viewer: AdminViewer) -> R
 
 
 @router.get("/workers")
-def workers_page(request: Request, session: SessionDep, viewer: AdminViewer) -> Response:
-    leases = dashboard.worker_leases(session)
-    return render(request, "workers.html", leases=leases, queues=dashboard.queues(session), nav="workers")
+def workers_page(request: Request, session: SessionDep, runner: RunnerDep, viewer: AdminViewer) -> Response:
+    leases, broker = dashboard.worker_leases(session), dashboard.broker_workers(runner)
+    queues = dashboard.queues(session)
+    return render(request, "workers.html", leases=leases, broker=broker, queues=queues, nav="workers")
 
 
 @router.get("/audit")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -71,6 +72,15 @@ def make_celery(settings: Settings, name: str = "persguard") -> Celery:
     return app
 
 
+@dataclass(frozen=True)
+class BrokerWorker:
+    """A Celery worker that answered `inspect`: its name, the queues it consumes and the tasks it runs now."""
+
+    name: str
+    queues: tuple[str, ...]
+    active_tasks: int
+
+
 class CeleryRunner:
     """Rings the doorbell on the broker: sends `implant(job_id)`. A broker that cannot be reached is logged, not
     raised: the job row is committed, and the reconciler rings again for jobs whose message never left."""
@@ -86,6 +96,17 @@ class CeleryRunner:
             log.warning("job %s: could not reach the broker (%s); the reconciler will enqueue it", job_id, exc)
             return
         mark_rung(self._session_factory, job_id)
+
+    def broker_workers(self, timeout: float = 1.0) -> list[BrokerWorker]:
+        """The workers that answer an `inspect` broadcast within `timeout` seconds (raises if the broker cannot be
+        reached)."""
+        inspector = self.app.control.inspect(timeout=timeout)
+        queues = inspector.active_queues() or {}
+        active = inspector.active() or {}
+        return [
+            BrokerWorker(name, tuple(sorted(q["name"] for q in queues.get(name) or [])), len(active.get(name) or []))
+            for name in sorted(set(queues) | set(active))
+        ]
 
     def shutdown(self) -> None:
         self.app.close()

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -289,3 +290,40 @@ def test_the_loss_plot_is_an_svg_with_one_line_per_loss_and_a_description() -> N
     assert 'role="img"' in svg and "backdoor: from 1 to 0.0345" in svg
     assert "No losses recorded" in str(loss_plot([]))
     assert "<script" not in str(loss_plot([LossPoint(1, {"<script>": 1.0})]))
+
+
+class _Inspector:
+    def active_queues(self) -> dict:
+        return {"w1@host": [{"name": "gpu"}, {"name": "default"}], "w2@host": [{"name": "gpu"}]}
+
+    def active(self) -> dict:
+        return {"w1@host": [{"id": "t1"}], "w2@host": []}
+
+
+class _Control:
+    def __init__(self, answers: bool) -> None:
+        self.answers = answers
+
+    def inspect(self, timeout: float) -> _Inspector:
+        if not self.answers:
+            raise ConnectionError("broker down")
+        return _Inspector()
+
+
+def test_the_workers_page_shows_the_brokers_own_view_of_its_workers(queued: tuple[ApiEnv, str, str]) -> None:
+    from common.jobs.queue import CeleryRunner
+
+    env, _, _ = queued
+    sign_in(env, ADMIN)
+    assert "No broker is configured" in env.client.get("/admin/workers").text  # the in-process runner
+    runner = CeleryRunner(SimpleNamespace(control=_Control(answers=True)), env.session_factory)
+    env.client.app.state.runner = runner
+    page = env.client.get("/admin/workers").text
+    assert "2 worker(s) answered" in page and "w1@host" in page and "default, gpu" in page
+    assert [(w.name, w.queues, w.active_tasks) for w in runner.broker_workers()] == [
+        ("w1@host", ("default", "gpu"), 1),
+        ("w2@host", ("gpu",), 0),
+    ]
+    env.client.app.state.runner = CeleryRunner(SimpleNamespace(control=_Control(answers=False)), env.session_factory)
+    page = env.client.get("/admin/workers")
+    assert page.status_code == 200 and "The broker did not answer (ConnectionError)" in page.text
