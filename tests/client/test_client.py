@@ -187,7 +187,7 @@ def test_the_key_is_not_in_the_clients_repr_or_its_errors(service):
 
 
 def test_a_refused_connection_is_retried_then_reported():
-    from tests.seaweedfs import free_ports
+    from scripts.seaweedfs_mini import free_ports
 
     sleeps: list[float] = []
     retry = RetryPolicy(attempts=3, backoff_s=0.01)
