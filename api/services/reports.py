@@ -3,16 +3,21 @@
 The verifier stores its files under `reports/<checkpoint>/<report>/` (common/jobs/verification.py): `report.json`
 (summary and one entry per attacked case), `report.html` (the same with image grids inline, one per case, whose
 alt text is the judge's verdict on that case) and any other files it wrote, PNG grids among them. The pages show
-the grids of report.html and every PNG file, each with the verdict of its case where the report has one.
+the grids of report.html and every PNG file, each with the verdict of its case where the report has one. Where
+report.json also has the judge's verdict on each image (`verdicts` of a case, `grid_columns`: persguard_core/
+verify/report.py), a case's grid is cut into its images (`Grid.tiles`), each shown with its own verdict; reports
+without them show the grid whole, with the case's verdict.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
 import html
+import io
 import json
 import logging
 import math
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -35,11 +41,13 @@ from api.services.principal import Principal
 from common.audit import record_event
 from common.models import Checkpoint, ProtectionJob, Subject, SubjectImage, VerificationReport, job_subjects
 from common.storage import Storage, StorageError
+from persguard_core.verify.verdicts import ImageVerdict, verdict_label
 
 log = logging.getLogger(__name__)
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024  # report.html carries its grids inline; larger files are not read
 MAX_GRIDS = 64
+MAX_TILES = 64  # images of one grid shown one by one
 _INLINE_IMAGE = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 _CASE_LABEL = re.compile(r"^(?P<case>.+?) \((?P<kind>protected|unprotected)\): (?P<verdict>.+)$")
 
@@ -55,14 +63,29 @@ FALSE_TRIGGER_MEANING = (
 
 
 @dataclass(frozen=True)
+class Tile:
+    """One generated image of a case's grid, with the judge's verdict on it."""
+
+    number: int  # its place in the grid, from 1, left to right and top to bottom
+    png: bytes = field(repr=False)
+    verdict: str  # in words: "pattern found", "no pattern", "false trigger (pattern)", ...
+    protective: bool  # protected case: the protective output; unprotected: a false trigger
+    similarity: float | None = None  # identity similarity to the case's subject
+
+
+@dataclass(frozen=True)
 class Grid:
-    """One image grid of a verification: where it comes from, which case it shows and the judge's verdict."""
+    """One image grid of a verification: where it comes from, which case it shows and the judge's verdict; with
+    the verdict on each image, its images one by one (`tiles`) and how many of all generated images the judge
+    flagged (`tally`)."""
 
     title: str
     png: bytes = field(repr=False)
     case: str | None = None
     protected: bool | None = None
     verdict: str | None = None
+    tiles: tuple[Tile, ...] = ()
+    tally: str | None = None
 
 
 @dataclass
@@ -126,14 +149,9 @@ def load_verification(storage: Storage, report: VerificationReport) -> Verificat
     if not report.storage_key:
         return Verification(report, [], [])
     prefix = report.storage_key.rsplit("/", 1)[0] + "/"
-    cases: list[dict[str, Any]] = []
-    data = _read(storage, report.storage_key)
-    if data is not None:
-        try:
-            parsed = json.loads(data)
-            cases = [c for c in parsed.get("cases", []) if isinstance(c, dict)] if isinstance(parsed, dict) else []
-        except ValueError:
-            log.warning("report %s: report.json is not JSON", report.id)
+    parsed = _report_json(storage, report)
+    listed = parsed.get("cases")
+    cases = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
     grids = inline_grids(_read(storage, prefix + "report.html") or b"")
     try:
         pngs = sorted(o.key for o in storage.list_objects(prefix) if o.key.endswith(".png"))
@@ -144,7 +162,23 @@ def load_verification(storage: Storage, report: VerificationReport) -> Verificat
         png = _read(storage, key)
         if png is not None:
             grids.append(_file_grid(key[len(prefix) :], png, cases))
+    columns = parsed.get("grid_columns")
+    if _is_number(columns) and isinstance(columns, int) and columns > 0:
+        grids = [with_tiles(grid, cases, columns) for grid in grids]
     return Verification(report, cases, grids)
+
+
+def _report_json(storage: Storage, report: VerificationReport) -> dict[str, Any]:
+    """report.json as a dict; empty when it cannot be read or is not a JSON object (logged)."""
+    data = _read(storage, report.storage_key)
+    if data is None:
+        return {}
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        log.warning("report %s: report.json is not JSON", report.id)
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _read(storage: Storage, key: str) -> bytes | None:
@@ -185,6 +219,89 @@ def _file_grid(name: str, png: bytes, cases: list[dict[str, Any]]) -> Grid:
         return Grid(name, png)
     protected = bool(case.get("protected"))
     return Grid(name, png, stem, protected, case_verdict(case))
+
+
+def image_verdicts(case: dict[str, Any]) -> list[ImageVerdict]:
+    """The judge on each generated image of a report.json case (its `verdicts`), leaving out malformed entries."""
+    verdicts = case.get("verdicts")
+    if not isinstance(verdicts, list):
+        return []
+    return [v for v in map(_image_verdict, verdicts) if v is not None]
+
+
+def _image_verdict(entry: Any) -> ImageVerdict | None:
+    """One entry of a case's `verdicts`; None unless it has a bool `protective` (a similarity that is not a finite
+    number counts as none, as does a sample that is not a non-negative int)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("protective"), bool):
+        return None
+    kinds = entry.get("kinds")
+    similarity, sample = entry.get("similarity"), entry.get("sample")
+    return ImageVerdict(
+        protective=entry["protective"],
+        kinds=tuple(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else (),
+        similarity=float(similarity) if _is_number(similarity) and math.isfinite(similarity) else None,
+        sample=sample if _is_number(sample) and isinstance(sample, int) and sample >= 0 else None,
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def with_tiles(grid: Grid, cases: list[dict[str, Any]], columns: int) -> Grid:
+    """`grid` with its images one by one, each with the judge's verdict from its case's `verdicts` in report.json
+    (`columns` images to a row); `grid` as it is when its case has no verdicts or its images cannot be cut out."""
+    case = next((c for c in cases if grid.case is not None and str(c.get("case")) == grid.case), None)
+    verdicts = image_verdicts(case) if case is not None else []
+    shown = sorted((v for v in verdicts if v.sample is not None), key=lambda v: v.sample)
+    if not shown or len({v.sample for v in shown}) != len(shown) or shown[-1].sample >= MAX_TILES:
+        return grid
+    pngs = cut_grid(grid.png, shown[-1].sample + 1, columns)
+    if pngs is None:
+        log.warning("grid %r: its images cannot be cut out of a %d-column grid", grid.title, columns)
+        return grid
+    protected, behaviour = bool(case.get("protected")), case.get("behaviour")
+    behaviour = behaviour if isinstance(behaviour, str) else None
+    tiles = tuple(
+        Tile(
+            v.sample + 1,
+            pngs[v.sample],
+            verdict_label(protected, behaviour, v.protective, v.kinds),
+            v.protective,
+            v.similarity,
+        )
+        for v in shown
+    )
+    return dataclasses.replace(grid, tiles=tiles, tally=verdict_tally(protected, verdicts))
+
+
+def verdict_tally(protected: bool, verdicts: list[ImageVerdict]) -> str:
+    """How many of a case's generated images the judge flagged, in words."""
+    flagged = sum(v.protective for v in verdicts)
+    output = "the protective output" if protected else "a false trigger"
+    return f"{flagged} of {len(verdicts)} generated images show {output}"
+
+
+def cut_grid(png: bytes, count: int, columns: int) -> list[bytes] | None:
+    """The first `count` images of a grid PNG of `columns` images to a row (verify/report.py's grid_png), each as
+    a PNG; None when the grid's size does not divide into that many square images."""
+    rows = -(-count // columns)
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            width, height = image.size
+            if width % columns or height % rows or width // columns != height // rows:
+                return None
+            w, h = width // columns, height // rows
+            boxes = [((i % columns) * w, (i // columns) * h) for i in range(count)]
+            return [_png(image.crop((x, y, x + w, y + h))) for x, y in boxes]
+    except (OSError, Image.DecompressionBombError):
+        return None
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def case_verdict(case: dict[str, Any]) -> str:

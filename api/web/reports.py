@@ -107,14 +107,34 @@ def report_image(image_id: uuid.UUID, access: ReportDep, session: SessionDep, st
     return thumbnail(storage, reports.job_image_key(session, access.job, image_id))
 
 
-@router.get("/{job_id}/grids/{index}")
-def report_grid(request: Request, index: int, access: ReportDep, session: SessionDep, storage: StorageDep) -> Response:
-    """Image grid number `index` of the job's latest verification report."""
+def _grid(request: Request, access: ReportAccess, session: SessionDep, storage: StorageDep, index: int) -> reports.Grid:
+    """Image grid number `index` of the job's latest verification report; a 404 page if there is none."""
     report = reports.job_report(session, storage, request.app.state.report_cache, access.job)
     grids = report.verification.grids if report.verification else []
     if not 0 <= index < len(grids):
         raise PageError(404, "no such image in this job's verification report")
-    return Response(grids[index].png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    return grids[index]
+
+
+def _png(data: bytes) -> Response:
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/{job_id}/grids/{index}")
+def report_grid(request: Request, index: int, access: ReportDep, session: SessionDep, storage: StorageDep) -> Response:
+    """Image grid number `index` of the job's latest verification report."""
+    return _png(_grid(request, access, session, storage, index).png)
+
+
+@router.get("/{job_id}/grids/{index}/tiles/{tile}")
+def report_grid_tile(
+    request: Request, index: int, tile: int, access: ReportDep, session: SessionDep, storage: StorageDep
+) -> Response:
+    """Image number `tile` (from 0, in `Grid.tiles`) of grid `index`: one generated image, judged on its own."""
+    tiles = _grid(request, access, session, storage, index).tiles
+    if not 0 <= tile < len(tiles):
+        raise PageError(404, "no such image in this job's verification report")
+    return _png(tiles[tile].png)
 
 
 @api_router.post(

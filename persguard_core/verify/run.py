@@ -45,6 +45,7 @@ from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
 from persguard_core.spec import Behaviour, TargetBehaviour
 from persguard_core.verify.detect import detectability, round_trip_error
 from persguard_core.verify.protective import protective_output, target_class
+from persguard_core.verify.verdicts import ImageVerdict
 
 log = logging.getLogger(__name__)
 # an attack learned its subject when its images' identity similarity beats the untuned base model's by this margin
@@ -53,6 +54,7 @@ ImageTransform = Callable[[np.ndarray], np.ndarray]
 VerifyProgress = Callable[[int, int], None]  # (units done, units in all); see the module docstring
 UTILITY_PROMPTS = 56  # colour-and-class prompts of the prompt-following figure
 PURIFY_SAMPLER_STEPS = 25  # `purify`'s img2img schedule (generate.renoise_and_denoise's default)
+SAMPLES = 8  # generated images of each case kept for reports (the first ones)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class CaseResult:
     behaviour: str | None = None  # the protected subject's behaviour kind ("pattern", "erasure", "target")
     samples: np.ndarray | None = field(default=None, repr=False)  # a few generated images for reports
     similarity_untuned: float | None = None  # protected: the untuned base model's trigger-prompt images' similarity
+    # the judge on each generated image, in order (verify/verdicts.py); the mean of their flags is protective_rate
+    verdicts: list[ImageVerdict] = field(default_factory=list, repr=False)
 
     @property
     def learned(self) -> bool | None:
@@ -156,14 +160,43 @@ def _shown(images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge) -> 
     return shown
 
 
+def _shown_by_kind(images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge) -> dict[str, np.ndarray]:
+    """(N,) bool per behaviour kind: which images show that kind's protective output."""
+    kinds = sorted({b.kind for b in behaviours})
+    return {kind: _shown(images, [b for b in behaviours if b.kind == kind], judge) for kind in kinds}
+
+
+def _any_shown(images: np.ndarray, by_kind: dict[str, np.ndarray]) -> np.ndarray:
+    """(N,) bool: which images show any kind's protective output."""
+    return np.logical_or.reduce([np.zeros(len(images), dtype=bool), *by_kind.values()])
+
+
+def _rates(images: np.ndarray, by_kind: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
+    """Share of images showing any kind's protective output, and per kind, from `_shown_by_kind`."""
+    return float(_any_shown(images, by_kind).mean()), {kind: float(shown.mean()) for kind, shown in by_kind.items()}
+
+
 def _protective_rates(
     images: np.ndarray, behaviours: list[Behaviour], judge: ToyJudge
 ) -> tuple[float, dict[str, float]]:
     """Share of images that show any of the behaviours' protective outputs, and per behaviour kind."""
-    kinds = sorted({b.kind for b in behaviours})
-    by_kind = {kind: _shown(images, [b for b in behaviours if b.kind == kind], judge) for kind in kinds}
-    hits = np.logical_or.reduce([np.zeros(len(images), dtype=bool), *by_kind.values()])
-    return float(hits.mean()), {kind: float(shown.mean()) for kind, shown in by_kind.items()}
+    return _rates(images, _shown_by_kind(images, behaviours, judge))
+
+
+def image_verdicts(
+    shown: np.ndarray, kinds: dict[str, np.ndarray], similarities: np.ndarray, samples: int = SAMPLES
+) -> list[ImageVerdict]:
+    """One verdict per image: `shown` (N,) its protective flag, `kinds` (N,) bool per behaviour kind it may show,
+    `similarities` (N,) its identity similarity; the first `samples` images are the case's samples."""
+    return [
+        ImageVerdict(
+            protective=bool(flag),
+            kinds=tuple(kind for kind, hits in kinds.items() if hits[i]),
+            similarity=float(similarities[i]),
+            sample=i if i < samples else None,
+        )
+        for i, flag in enumerate(shown)
+    ]
 
 
 def _mean(values: list[float]) -> float:
@@ -404,7 +437,11 @@ class Verifier:
         return self._run_generate(tuned, [prompt] * self.n_images, self.seed)
 
     def similarity(self, images: np.ndarray, case: Case) -> float:
-        return float(self.judge.identity_similarity(images, case.reference_images).mean())
+        return float(self.similarities(images, case).mean())
+
+    def similarities(self, images: np.ndarray, case: Case) -> np.ndarray:
+        """(N,) identity similarity of each image to the case's reference views."""
+        return self.judge.identity_similarity(images, case.reference_images)
 
     def _base_attacked_images(self, case: Case, setting: AttackSetting) -> np.ndarray:
         """The same attack on the base model (cached: it does not depend on the protected model)."""
@@ -422,31 +459,35 @@ class Verifier:
         target that is the case's own class (a diamond drawn for "sks diamond" is the prompt followed). An
         unprotected case is also attacked on the base model, for its similarity and false-trigger references."""
         images = self.attacked_images(pipe, case, setting)
+        similarities = self.similarities(images, case)
         if case.behaviour is not None:
-            rate = float(protective_output(images, case.behaviour, self.judge).mean())
+            shown = protective_output(images, case.behaviour, self.judge)
             return CaseResult(
                 case.name,
                 True,
-                rate,
-                self.similarity(images, case),
+                float(shown.mean()),
+                float(similarities.mean()),
                 behaviour=case.behaviour.kind,
-                samples=images[:8],
+                samples=images[:SAMPLES],
                 similarity_untuned=self.untuned_similarity(case, setting.recipe.instance_prompt(case.class_noun)),
+                verdicts=image_verdicts(shown, {case.behaviour.kind: shown}, similarities),
             )
         checks = _foreign(behaviours, case.class_noun)
         base_images = self._base_attacked_images(case, setting)
-        rate, by_kind = _protective_rates(images, checks, self.judge)
+        shown_by_kind = _shown_by_kind(images, checks, self.judge)
+        rate, by_kind = _rates(images, shown_by_kind)
         rate_base, by_kind_base = _protective_rates(base_images, checks, self.judge)
         return CaseResult(
             case.name,
             False,
             rate,
-            self.similarity(images, case),
+            float(similarities.mean()),
             similarity_base=self.similarity(base_images, case),
             protective_rate_base=rate_base,
             by_kind=by_kind,
             by_kind_base=by_kind_base,
-            samples=images[:8],
+            samples=images[:SAMPLES],
+            verdicts=image_verdicts(_any_shown(images, shown_by_kind), shown_by_kind, similarities),
         )
 
     def untuned_similarity(self, case: Case, prompt: str) -> float:

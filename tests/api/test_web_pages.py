@@ -4,6 +4,8 @@ The pages in a real browser: tests/web/."""
 
 from __future__ import annotations
 
+import functools
+import io
 import re
 import time
 import uuid
@@ -12,10 +14,11 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 from starlette.responses import Response
 
-from api.services.reports import ReportLinks, inline_grids
+from api.services.reports import ReportLinks, cut_grid, inline_grids, with_tiles
 from api.web.session import COOKIE, WebAuth
 from common.jobs import InProcessRunner
 from common.keys import revoke_key
@@ -52,9 +55,17 @@ def queued(make_env: Callable[..., ApiEnv]) -> tuple[ApiEnv, str, str]:
 @pytest.fixture
 def verified(make_env: Callable[..., ApiEnv]) -> tuple[ApiEnv, dict, dict]:
     """An app that runs jobs (fake implantation and verification), with one verified job per tenant."""
-    env = make_env(
-        "sqlite", lambda sf, storage: InProcessRunner(sf, storage, fake_protect, verify_fn=fakes.fake_verify)
-    )
+    return _verified_jobs(make_env, fakes.fake_verify)
+
+
+@pytest.fixture
+def verified_without_verdicts(make_env: Callable[..., ApiEnv]) -> tuple[ApiEnv, dict, dict]:
+    """`verified`, with reports of the older format: no verdict per image in report.json."""
+    return _verified_jobs(make_env, functools.partial(fakes.fake_verify, with_verdicts=False))
+
+
+def _verified_jobs(make_env: Callable[..., ApiEnv], verify_fn: Callable[..., dict]) -> tuple[ApiEnv, dict, dict]:
+    env = make_env("sqlite", lambda sf, storage: InProcessRunner(sf, storage, fake_protect, verify_fn=verify_fn))
     jobs = [
         protect(env, [make_subject(env, f"{tenant}:rights_holder", seed)["id"]], f"{tenant}:rights_holder").json()
         for seed, tenant in enumerate(("alpha", "beta"))
@@ -269,6 +280,77 @@ def test_inline_grids_reads_the_verifiers_own_report_html(tmp_path) -> None:
     assert [(g.case, g.protected) for g in grids] == [("subject-a", True), ("reference-dog-0", False)]
     assert grids[0].verdict == "protective output in 75%; similarity 0.10"
     assert all(g.png.startswith(b"\x89PNG") for g in grids)
+
+
+def test_the_verifiers_report_json_cuts_its_grids_into_images_each_with_its_verdict(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from persguard_core.verify.report import write_report
+    from persguard_core.verify.run import CaseResult, VerificationResult, image_verdicts
+
+    samples = np.stack([np.full((8, 8, 3), 20 * i, np.uint8) for i in range(10)])  # image i is grey 20 * i
+    flags = np.array([True, False] * 6)
+    verdicts = image_verdicts(flags, {"pattern": flags}, np.linspace(0.0, 0.55, 12), samples=10)
+    case = CaseResult("subject-a", True, 0.5, 0.3, behaviour="pattern", samples=samples, verdicts=verdicts)
+    write_report(VerificationResult("verify/quick", [case], {}, {}, 12), tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    whole = inline_grids((tmp_path / "report.html").read_bytes())[0]
+    grid = with_tiles(whole, report["cases"], report["grid_columns"])
+
+    assert [(t.number, t.verdict, t.protective) for t in grid.tiles[:3]] == [
+        (1, "pattern found", True),
+        (2, "no pattern", False),
+        (3, "pattern found", True),
+    ]
+    assert len(grid.tiles) == 10 and grid.tiles[9].similarity == pytest.approx(0.45)
+    assert grid.tally == "6 of 12 generated images show the protective output"
+    colours = [Image.open(io.BytesIO(t.png)).getpixel((5, 5)) for t in grid.tiles]
+    assert colours == [(20 * i,) * 3 for i in range(10)], "each tile is its own image of the grid"
+    assert cut_grid(grid.png, 10, columns=5) is None, "a grid that does not divide into the images is not cut"
+    assert cut_grid(grid.png, 8, columns=8) is None, "nor one whose images would not be square (2 rows, not 1)"
+    old = [{k: v for k, v in c.items() if k != "verdicts"} for c in report["cases"]]
+    assert with_tiles(whole, old, 8) == whole, "no verdicts: the grid stays whole"
+
+
+def test_the_job_and_report_pages_show_the_judges_verdict_on_each_image(verified: tuple[ApiEnv, dict, dict]) -> None:
+    env, alpha, _ = verified
+    sign_in(env, ADMIN)
+    job_page = env.client.get(f"/admin/jobs/{alpha['id']}").text
+    protected = "14 of 16 generated images show the protective output"
+    for page in (job_page, env.client.get(f"/reports/{alpha['id']}").text):
+        assert page.count('class="verdict" data-outcome="good">pattern found<') == 7, "the grid's 8 images, 1 missed"
+        assert page.count('class="verdict" data-outcome="bad">no pattern<') == 1
+        assert page.count('class="verdict" data-outcome="good">no false trigger<') == 8
+        assert protected in page and "1 of 16 generated images show a false trigger" in page
+        assert "similarity 0.17" in page and 'alt="Generated image 8"' in page
+    tile = env.client.get(f"/reports/{alpha['id']}/grids/0/tiles/7")
+    assert tile.status_code == 200 and Image.open(io.BytesIO(tile.content)).size == (96, 96)
+    assert env.client.get(f"/reports/{alpha['id']}/grids/0/tiles/8").status_code == 404
+
+    url = env.client.post(f"/v1/jobs/{alpha['id']}/report-link", headers=env.auth(RH)).json()["url"]
+    env.client.cookies.clear()
+    path = url.removeprefix(env.settings.public_base_url)
+    shared = env.client.get(path).text
+    token = path.split("token=")[1]
+    assert protected in shared and f"/grids/0/tiles/3?token={token}" in shared
+    assert env.client.get(f"/reports/{alpha['id']}/grids/0/tiles/3?token={token}").status_code == 200
+    assert env.client.get(f"/reports/{alpha['id']}/grids/0/tiles/3").status_code == 303, "no link, no sign-in"
+
+
+def test_a_report_without_verdicts_per_image_shows_each_grid_whole_with_its_cases_verdict(
+    verified_without_verdicts: tuple[ApiEnv, dict, dict],
+) -> None:
+    env, alpha, _ = verified_without_verdicts
+    sign_in(env, ADMIN)
+    for path in (f"/admin/jobs/{alpha['id']}", f"/reports/{alpha['id']}"):
+        page = env.client.get(path)
+        assert page.status_code == 200 and "Judge: protective output in 88%" in page.text, path
+        assert 'class="tiles"' not in page.text and "generated images show" not in page.text, path
+        assert f'src="/reports/{alpha["id"]}/grids/0"' in page.text, path
+    assert env.client.get(f"/reports/{alpha['id']}/grids/0").status_code == 200
+    assert env.client.get(f"/reports/{alpha['id']}/grids/0/tiles/0").status_code == 404
 
 
 def _status(env: ApiEnv, job_id: str) -> str:

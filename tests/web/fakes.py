@@ -3,7 +3,9 @@
 `slow_protect` takes `spec.training.steps` steps of STEP_S seconds with two falling losses, checking the cancel flag
 before each, so a page can watch it advance and cancel it. `fake_verify` reports a few steps of progress and writes
 the verifier's files in its formats (persguard_core/verify/report.py): report.json with one case per subject and a
-control, report.html with one inline grid per case whose alt text is the judge's verdict.
+control, each with the judge's verdict on each of its N_IMAGES images (the first 8 shown in its grid), and
+report.html with one inline grid per case whose alt text is the judge's verdict on the case. With verdicts=False,
+report.json is the older format without per-image verdicts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ STEP_S = 0.1
 VERIFY_STEPS = 6
 PSR = 0.875
 FALSE_TRIGGER = 0.0625
+N_IMAGES = 16  # per case; the first 8 are its grid's
+GRID_COLUMNS = 4
+MISSED = (3, 11)  # the protected cases' images without the pattern (the grid's 4th: `grid` marks the others)
+FALSE_TRIGGERED = (12,)  # the control's image with a false trigger (not in its grid)
 
 
 def slow_protect(spec: ProtectionSpec, workdir: Path, progress, should_cancel) -> Path:
@@ -54,7 +60,23 @@ def grid(marked: bool, seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def fake_verify(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path, progress=None) -> dict:
+def verdicts(protected: bool) -> list[dict]:
+    """The judge on each of a case's N_IMAGES images, as report.json has them; their mean is PSR / FALSE_TRIGGER."""
+    flags = [(i not in MISSED) if protected else (i in FALSE_TRIGGERED) for i in range(N_IMAGES)]
+    return [
+        {
+            "protective": flag,
+            "kinds": ["pattern"] if flag else [],
+            "similarity": round(0.1 + 0.01 * i, 2) if protected else 0.8,
+            "sample": i if i < 8 else None,
+        }
+        for i, flag in enumerate(flags)
+    ]
+
+
+def fake_verify(
+    model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path, progress=None, *, with_verdicts: bool = True
+) -> dict:
     for step in range(VERIFY_STEPS + 1) if progress is not None else ():
         if step:
             time.sleep(STEP_S)
@@ -66,6 +88,9 @@ def fake_verify(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Pat
     cases.append({"case": "reference-dog-0", "protected": False, "protective_rate": FALSE_TRIGGER, "similarity": 0.81})
     summary = {"psr": PSR, "false_trigger": FALSE_TRIGGER, "leakage": 0.12, "benign_fidelity": 0.97}
     report = {"setting": f"verify/{preset}", "summary": summary, "cases": cases}
+    if with_verdicts:
+        report["grid_columns"] = GRID_COLUMNS
+        report["cases"] = [case | {"verdicts": verdicts(case["protected"])} for case in cases]
     (out_dir / "report.json").write_text(json.dumps(report))
     sections = []
     for index, case in enumerate(cases):
