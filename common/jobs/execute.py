@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 
 from common.db import SessionFactory
 from common.jobs.callbacks import CancelFn, JobCallbacks, ProgressFn, ProtectFn
@@ -161,11 +162,24 @@ def _attempt(
         log.warning("job %s: lease lost; leaving the job to its new holder", job_id)
         return ImplantOutcome(None)
     except Exception as exc:
+        if _cancel_requested(run):  # e.g. its subject was deleted while its images were being read
+            log.info("job %s: %s: %s after its cancel was requested; cancelled", job_id, type(exc).__name__, exc)
+            state.wait()
+            return _end(lease, storage, JobStatus.CANCELLED, "cancelled on request")
         state.flush()  # the state is kept (retry, admin retry): its newest file, whatever the upload interval
         return _failure(lease, storage, exc, final_attempt)
     delete_state(storage, job_id)
     log.info("job %s succeeded", job_id)
     return ImplantOutcome(JobStatus.SUCCEEDED, checkpoint_id=checkpoint_id if verify else None)
+
+
+def _cancel_requested(run: JobCallbacks) -> bool:
+    """Whether the job's cancel flag is set now (False when the lease is lost or the database cannot say: the
+    failure stands)."""
+    try:
+        return not run.lease.lost and run.should_cancel(force=True)
+    except SQLAlchemyError:
+        return False
 
 
 def _finished_output(workdir: Path) -> Path | None:

@@ -16,6 +16,7 @@ from kombu import Queue
 
 from common.db import SessionFactory
 from common.jobs.recovery import mark_rung
+from common.jobs.schedule import reconcile_schedule
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "beat_schedule": {
-            "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_interval_s},
+            "reconcile": {"task": RECONCILE_TASK, "schedule": reconcile_schedule(settings)},
             "purge": {"task": PURGE_TASK, "schedule": settings.purge_interval_s},
         },
         "enable_utc": True,

@@ -6,6 +6,7 @@ The row is the truth and the queue only a doorbell, so every rule here looks at 
   a Redis restart; a duplicate is harmless: only one runner can take the lease);
 - a succeeded job whose checkpoint still waits for its verification report is rung again on the same terms
   (`pending_verifications` lists them for the embedded runner's start-up).
+`next_lease_expiry` tells beat when the first rule applies next (common/jobs/schedule.py).
 """
 
 from __future__ import annotations
@@ -156,6 +157,16 @@ def pending_verifications(session_factory: SessionFactory, now: datetime | None 
             )
         session.commit()
     return [checkpoint_id for _, checkpoint_id in rows]
+
+
+def next_lease_expiry(session_factory: SessionFactory, since: datetime) -> datetime | None:
+    """The earliest expiry at or after `since` of a lease (a running job's, or a verification's), if any: from then
+    on the reconciler hands that job to another runner. A lease expiring at `since` itself is still live at
+    `since` (the reconciler takes leases that expired before its `now`), so it is counted."""
+    with session_factory() as session:
+        return session.scalar(
+            select(func.min(ProtectionJob.lease_expires_at)).where(ProtectionJob.lease_expires_at >= since)
+        )
 
 
 def mark_rung(session_factory: SessionFactory, job_id: uuid.UUID) -> None:

@@ -72,7 +72,7 @@ class ProtectionJob(IdMixin, CreatedMixin, Base):
     finished_at: Mapped[datetime | None]
     # Who runs it now and until when (renewed by heartbeats); the reconciler re-queues a job whose lease ran out.
     lease_owner: Mapped[str | None] = mapped_column(String(200))
-    lease_expires_at: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None] = mapped_column(index=True)  # beat looks up the earliest
     heartbeat_at: Mapped[datetime | None]
     # When the doorbell (queue message) was last sent; a lost one is sent again after a while.
     enqueued_at: Mapped[datetime | None]

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 
 from api.schemas.checkpoints import VerificationSummary
-from common.jobs import InProcessRunner, run_implant, run_verification
+from common.jobs import InProcessRunner, execute, run_implant, run_verification
 from common.jobs.errors import INTERNAL_ERROR, NO_JUDGE
 from common.jobs.lease import claim
 from common.jobs.publish import AlreadyPublished, PublishRefused, checkpoint_id_for, checkpoint_key, publish
@@ -241,6 +241,63 @@ def test_a_job_cancelled_because_its_subject_was_deleted_keeps_that_reason(sessi
     assert outcome.status is JobStatus.CANCELLED
     job = get_job(session_factory, job_id)
     assert (job.status, job.error) == ("cancelled", "subject 123 was deleted") and job.step < 50
+
+
+def _delete_subject_as_the_api_does(session_factory, storage, job_id) -> str:
+    """What `api.services.subjects.delete_subject` does: image rows gone and the job's cancel flag set with the
+    reason in one commit, then the objects removed. Returns the reason."""
+    with session_factory() as session:
+        job = session.get_one(ProtectionJob, job_id)
+        subject = job.subjects[0]
+        keys = [image.storage_key for image in subject.images]
+        subject.images.clear()
+        job.cancel_requested, job.error = True, f"subject {subject.id} was deleted"
+        session.commit()
+        reason = job.error
+    for key in keys:
+        storage.delete(key)
+    return reason
+
+
+@pytest.mark.parametrize("when", ["before-its-images-are-listed", "while-its-images-download"])
+def test_a_job_whose_subject_is_deleted_while_it_reads_its_images_ends_cancelled_with_that_reason(
+    session_factory, storage, config, monkeypatch, when
+) -> None:
+    job_id = queue_job(session_factory, storage)
+    reasons = []
+    if when == "before-its-images-are-listed":
+        resolve = execute.resolve_inputs
+
+        def resolve_after_deletion(*args, **kwargs):
+            reasons.append(_delete_subject_as_the_api_does(session_factory, storage, job_id))
+            return resolve(*args, **kwargs)
+
+        monkeypatch.setattr(execute, "resolve_inputs", resolve_after_deletion)
+    else:
+        download = storage.get_to_file
+
+        def download_after_deletion(*args, **kwargs):
+            if not reasons:
+                reasons.append(_delete_subject_as_the_api_does(session_factory, storage, job_id))
+            return download(*args, **kwargs)
+
+        monkeypatch.setattr(storage, "get_to_file", download_after_deletion)
+
+    outcome = run_implant(job_id, session_factory, storage, fakes.stepping_protect, config)
+
+    assert outcome.status is JobStatus.CANCELLED
+    job = get_job(session_factory, job_id)
+    assert (job.status, job.error, job.lease_owner) == ("cancelled", reasons[0], None)
+    assert job.finished_at is not None and job.step == 0
+
+
+def test_a_job_whose_image_is_gone_without_a_cancel_still_fails(session_factory, storage, config) -> None:
+    job_id = queue_job(session_factory, storage)
+    with session_factory() as session:
+        storage.delete(session.scalars(select(ProtectionJob)).one().subjects[0].images[0].storage_key)
+
+    assert run_implant(job_id, session_factory, storage, fakes.stepping_protect, config).status is JobStatus.FAILED
+    assert get_job(session_factory, job_id).error.startswith("cannot read image ")
 
 
 class WorkerDied(BaseException):

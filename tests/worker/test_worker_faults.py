@@ -9,13 +9,15 @@ import signal
 import tarfile
 import time
 import urllib.request
+import uuid
 from urllib.parse import urlparse
 
 from sqlalchemy import select
 
 from common.db import make_engine, make_session_factory
-from common.models import Checkpoint, SubjectImage
-from tests.worker.harness import OwnRedis, TcpProxy, wait_for
+from common.models import Checkpoint, ProtectionJob, SubjectImage
+from tests.worker.conftest import FAST
+from tests.worker.harness import OwnRedis, Proc, TcpProxy, wait_for
 
 
 def _checkpoints(url: str) -> list[Checkpoint]:
@@ -66,6 +68,39 @@ def test_worker_killed_mid_job_is_recovered_by_a_new_worker_resuming_from_saved_
     assert len(checkpoints) == 1
     expected = _image_keys(d.settings.database_url) | {checkpoints[0].storage_key}
     assert d.objects() == expected, "no orphaned objects: no second archive, no training state left"
+
+
+def _job_row(engine, job_id: str) -> ProtectionJob:
+    with make_session_factory(engine)() as session:
+        return session.get_one(ProtectionJob, uuid.UUID(job_id))
+
+
+def _holder(workers: list[Proc], lease_owner: str) -> Proc:
+    """The worker whose pool process holds the lease (`host:pid:suffix`; the pool process is in its group)."""
+    pid = int(lease_owner.split(":")[-2])
+    return next(proc for proc in workers if os.getpgid(pid) == proc.popen.pid)
+
+
+def test_a_dead_workers_job_is_taken_over_within_its_lease_whatever_the_reconcile_interval(deploy) -> None:
+    lease_s = float(FAST["PERSGUARD_JOB_LEASE_S"])
+    d = deploy()
+    beat = d.start_beat(PERSGUARD_RECONCILE_INTERVAL_S="600")  # its period never comes in this test
+    workers = [d.start_worker("w1"), d.start_worker("w2")]
+    job = d.submit(steps=100, every=4)
+    d.wait_job(job["id"], {"running"}, timeout=60, stepping=lambda j: j["step"] >= 3)
+    engine = make_engine(d.settings.database_url)
+    try:
+        victim = _holder(workers, str(_job_row(engine, job["id"]).lease_owner))
+        victim.kill()  # SIGKILL to the worker and its pool process: its heartbeats stop
+        last_heartbeat = _job_row(engine, job["id"]).heartbeat_at
+        d.wait_job(job["id"], {"running"}, timeout=30, taken_over=lambda j: j["attempts"] == 2)
+        taken_at = _job_row(engine, job["id"]).started_at  # written by the second attempt's claim
+    finally:
+        engine.dispose()
+    # Slack: beat's margin after the expiry, then the reconcile and implant messages and the claim, on a busy machine.
+    taken_after_s = (taken_at - last_heartbeat).total_seconds()
+    assert lease_s < taken_after_s <= lease_s + 2.0, f"taken over {taken_after_s:.2f} s after the last heartbeat"
+    assert "worker lost (lease expired); re-queued" in beat.output()
 
 
 def test_pool_process_killed_mid_job_is_recovered_by_the_same_worker(deploy) -> None:
