@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(5.0, gt=0, description="first retry delay; doubles per retry")
     retry_backoff_max_s: float = Field(600.0, gt=0)
     verify_pass_psr: float = Field(0.5, ge=0, le=1, description="a verification passes at this protection rate")
+    verify_max_utility_drop: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="a verification fails when the protected model's prompt following is more than this below the "
+        "base model's (the verifier's utility_drop); its summary's failed_checks says so",
+    )
     verify_max_attempts: int = Field(
         10,
         ge=1,
@@ -166,6 +173,12 @@ class Settings(BaseSettings):
         12 * 3600, ge=1, description="an unacknowledged message is redelivered after this; > the longest job"
     )
     reconcile_interval_s: float = Field(60.0, gt=0, description="how often beat runs the reconciler")
+    reconcile_on_lease_expiry: bool = Field(
+        True,
+        description="beat also runs the reconciler as soon as a job's lease runs out (it looks up the earliest "
+        "lease expiry, one indexed query per check), so that a dead worker's job is re-queued within JOB_LEASE_S "
+        "of its last heartbeat whatever RECONCILE_INTERVAL_S; false = every RECONCILE_INTERVAL_S only",
+    )
     purge_interval_s: float = Field(3600.0, gt=0, description="how often beat sweeps orphaned objects")
     orphan_grace_s: float = Field(6 * 3600, ge=0, description="objects no row refers to are deleted after this")
     failed_state_retention_s: float = Field(7 * 24 * 3600, ge=0, description="training state of failed jobs")

@@ -169,6 +169,8 @@ def _follow(client: PersGuardClient, job_id: str, *, verified: bool, timeout_s: 
     if verified and job.checkpoint_id and job.verification != "none":
         report = client.get_checkpoint(job.checkpoint_id).verification or {}
         print(f"verification {report.get('preset')}: passed={report.get('passed')}", file=sys.stderr)
+        for check in (report.get("summary") or {}).get("failed_checks") or []:
+            print(f"  not passed: {check}", file=sys.stderr)
     return job.checkpoint_id or ""
 
 

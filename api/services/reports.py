@@ -105,6 +105,12 @@ class Verification:
         error = self.summary.get("error")
         return str(error) if error else None
 
+    @property
+    def failed_checks(self) -> list[str]:
+        """Why the verification did not pass, in words (the worker's `failed_checks`; empty for older reports)."""
+        checks = self.summary.get("failed_checks")
+        return [str(c) for c in checks] if isinstance(checks, list) else []
+
     def figure(self, name: str) -> float | None:
         value = self.summary.get(name)
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

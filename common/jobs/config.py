@@ -19,6 +19,7 @@ class JobConfig:
     cancel_check_interval_s: float = 1.0
     state_upload_interval_s: float = 60.0
     verify_pass_psr: float = 0.5
+    verify_max_utility_drop: float = 0.02
     verify_max_attempts: int = 10
 
     @classmethod
@@ -31,5 +32,6 @@ class JobConfig:
             cancel_check_interval_s=settings.cancel_check_interval_s,
             state_upload_interval_s=settings.state_upload_interval_s,
             verify_pass_psr=settings.verify_pass_psr,
+            verify_max_utility_drop=settings.verify_max_utility_drop,
             verify_max_attempts=settings.verify_max_attempts,
         )

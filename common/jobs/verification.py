@@ -68,10 +68,26 @@ class VerifyOutcome:
     error: str | None = None
 
 
-def passed(summary: dict[str, Any], min_psr: float) -> bool:
-    """A verification passes when the protective success rate reaches `min_psr`."""
-    psr = summary.get("psr")
-    return isinstance(psr, int | float) and not math.isnan(psr) and psr >= min_psr
+def failed_checks(summary: dict[str, Any], min_psr: float, max_utility_drop: float) -> list[str]:
+    """Why a verification does not pass, in words (empty: it passes): the protective success rate must reach
+    `min_psr`, and the utility drop (prompt following lost against the base model), where measured, must not exceed
+    `max_utility_drop`."""
+    failed = []
+    psr = _finite(summary.get("psr"))
+    if psr is None or psr < min_psr:
+        shown = "not measured" if psr is None else f"{psr:.3f}"
+        failed.append(f"protective success rate {shown} is below {min_psr} (VERIFY_PASS_PSR)")
+    drop = _finite(summary.get("utility_drop"))
+    if drop is not None and drop > max_utility_drop:
+        failed.append(
+            f"utility drop {drop:.3f} exceeds {max_utility_drop} (VERIFY_MAX_UTILITY_DROP): the protection costs "
+            "the model prompt following"
+        )
+    return failed
+
+
+def _finite(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def _json_safe(summary: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +215,8 @@ class _Recorder:
 
     def report(self, summary: dict[str, Any]) -> None:
         """The verifier's summary, stored next to the report files."""
-        self._write(summary, passed(summary, self.config.verify_pass_psr), stored=True, attempts=self.attempt)
+        failed = failed_checks(summary, self.config.verify_pass_psr, self.config.verify_max_utility_drop)
+        self._write(summary | {"failed_checks": failed}, not failed, stored=True, attempts=self.attempt)
 
     def failure(self, message: str, attempts: int | None = None) -> None:
         """A verification that ended without a result: not passed, the error in the summary."""

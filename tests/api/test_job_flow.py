@@ -88,3 +88,24 @@ def test_the_embedded_runner_uses_the_configured_protect_and_verify_functions(
     checkpoint = api.client.get(done["links"]["checkpoint"], headers=api.auth("alpha:admin")).json()
     assert [f["path"] for f in checkpoint["manifest"]["files"]] == ["unet.safetensors"]
     assert checkpoint["verification"]["summary"]["psr"] == 1.0
+
+
+@pytest.mark.parametrize(("bound", "passes"), [(0.02, False), (0.5, True)])
+def test_a_verification_whose_utility_drop_exceeds_the_configured_bound_does_not_pass_and_says_why(
+    make_env: Callable[..., ApiEnv], tmp_path: Path, bound: float, passes: bool
+) -> None:
+    settings = Settings(
+        protect_fn="tests.api.api_testkit:fake_protect",
+        verify_fn="tests.worker.fakes:fake_verify_damaging",
+        verify_max_utility_drop=bound,
+        workdir=tmp_path,
+    )
+    api = make_env("sqlite", lambda sf, storage: default_runner(settings, sf, storage))
+    job = protect(api, [make_subject(api)["id"]], steps=1).json()
+    assert api.runner.wait_idle(timeout=120)
+    done = api.client.get(f"/v1/jobs/{job['id']}", headers=api.auth("alpha:rights_holder")).json()
+    verification = api.client.get(done["links"]["checkpoint"], headers=api.auth("alpha:admin")).json()["verification"]
+    assert verification["summary"]["psr"] == 1.0 and verification["summary"]["utility_drop"] == 0.3
+    assert verification["passed"] is passes
+    failed = verification["summary"]["failed_checks"]
+    assert failed == [] if passes else (len(failed) == 1 and "utility drop 0.300" in failed[0])

@@ -409,3 +409,18 @@ def test_the_workers_page_shows_the_brokers_own_view_of_its_workers(queued: tupl
     env.client.app.state.runner = CeleryRunner(SimpleNamespace(control=_Control(answers=False)), env.session_factory)
     page = env.client.get("/admin/workers")
     assert page.status_code == 200 and "The broker did not answer (ConnectionError)" in page.text
+
+
+def _damaging_verify(*args, **kwargs) -> dict:
+    return fakes.fake_verify(*args, **kwargs) | {"utility_drop": 0.3}
+
+
+def test_a_verification_that_costs_prompt_following_shows_as_not_passed_with_its_reason(
+    make_env: Callable[..., ApiEnv],
+) -> None:
+    env, alpha, _ = _verified_jobs(make_env, _damaging_verify)
+    sign_in(env, ADMIN)
+    for path, verdict in ((f"/admin/jobs/{alpha['id']}", "not passed"), (f"/reports/{alpha['id']}", "not verified")):
+        page = env.client.get(path)
+        assert page.status_code == 200 and verdict in page.text, path
+        assert 'class="failed-checks"' in page.text and "utility drop 0.300 exceeds 0.02" in page.text, path

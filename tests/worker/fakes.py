@@ -61,3 +61,10 @@ def fake_verify(model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Pat
     (out_dir / "report.html").write_text("<html><body>fake report</body></html>")
     (out_dir / "grid.png").write_bytes(b"\x89PNG fake")
     return summary
+
+
+def fake_verify_damaging(
+    model_dir: Path, spec: ProtectionSpec, preset: str, out_dir: Path, progress=None
+) -> dict[str, float]:
+    """As `fake_verify`, for a protection that works but costs the model 0.3 of its prompt following."""
+    return fake_verify(model_dir, spec, preset, out_dir, progress) | {"utility_drop": 0.3}
