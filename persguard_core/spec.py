@@ -165,6 +165,12 @@ class LossWeights(_Strict):
     prior: float = Field(1.0, ge=0.0, description="lambda_pp (M4)")
     retention: float = Field(1.0, ge=0.0, description="lambda_br (M5 / M6)")
     retention_mode: Literal["simulate", "mirror", "off"] = "simulate"
+    retention_form: Literal["absolute", "preference"] = Field(
+        "absolute",
+        description="L_BR at theta'_K: L_BB (M6), or a preference of the behaviour target over the clean one "
+        "relative to the base model (M6p)",
+    )
+    preference_beta: float = Field(500.0, gt=0.0, le=1e6, description="beta of M6p")
     release: float = Field(1.0, ge=0.0, description="lambda_rel (M7)")
 
 

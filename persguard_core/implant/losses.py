@@ -103,6 +103,36 @@ def fused_losses(unet: torch.nn.Module, parts: DiffusionParts, terms: dict[str, 
     return {n: terms[n].loss(p) for n, p in zip(names, preds, strict=True)}
 
 
+def preference_loss(
+    unet: torch.nn.Module,
+    parts: DiffusionParts,
+    target: BehaviourTarget,
+    prompts: list[str],
+    idx: torch.Tensor,
+    t: torch.Tensor,
+    gen: torch.Generator,
+    beta: float,
+) -> torch.Tensor:
+    """M6p: -log sigmoid(-beta [(e_w - e_w,0) - (e_l - e_l,0)]), row by row, with e_w the squared error of `unet`
+    against the behaviour target, e_l against the clean target (the one whose implied x0 is the subject's own
+    latent: what the attacker's loss asks on the same input) and e_*,0 the frozen teacher's errors. The behaviour
+    only has to stay *more* likely than the clean subject relative to the base, not be reproduced exactly."""
+    batch = target.batch(idx, t, gen)
+    ab = parts.alpha_bar(batch.t)  # (B, 1, 1, 1)
+    z = target.z[idx]  # (B, 4, h, w): the clean latents the rows were drawn from
+    clean = parts.target(z, (batch.z_in - ab.sqrt() * z) / (1 - ab).sqrt(), batch.t)
+    with parts.autocast():
+        pred = unet(batch.z_in, batch.t, parts.embed(prompts)).sample.float()
+        with torch.no_grad():
+            ref = parts.teacher(batch.z_in, batch.t, parts.teacher_embed(prompts)).sample.float()
+
+    def err(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (B,)
+        return (p - y.float()).pow(2).mean(dim=(1, 2, 3))
+
+    margin = (err(pred, batch.target) - err(ref, batch.target)) - (err(pred, clean) - err(ref, clean))
+    return -F.logsigmoid(-beta * margin).mean()
+
+
 def behaviour_loss(
     unet: torch.nn.Module,
     parts: DiffusionParts,

@@ -22,6 +22,7 @@ from persguard_core.implant.losses import (
     denoising_loss,
     denoising_rows,
     fused_losses,
+    preference_loss,
     prior_rows,
 )
 from persguard_core.implant.parts import DiffusionParts
@@ -213,16 +214,15 @@ class Implanter:
         self._simulated_attack("attack", self.attacker, subject.name, [(subject.class_noun, subject.z)])
         b = self.training.batch_size
         idx = self._rows(subject.z, b)
-        loss = behaviour_loss(
-            self.attacker.shadow,
-            self.parts,
-            subject.target,
-            self._prompts(subject.class_noun, b),
-            idx,
-            self._behaviour_t(b),
-            self.gen,
-            self.training.behaviour_x0_weight_max,
-        )
+        args = (self._prompts(subject.class_noun, b), idx, self._behaviour_t(b), self.gen)
+        if self.weights.retention_form == "preference":  # M6p
+            loss = preference_loss(
+                self.attacker.shadow, self.parts, subject.target, *args, self.weights.preference_beta
+            )
+        else:
+            loss = behaviour_loss(
+                self.attacker.shadow, self.parts, subject.target, *args, self.training.behaviour_x0_weight_max
+            )
         loss.backward()
         self.attacker.add_gradient_to(self.unet_params, self.weights.retention)
         return loss.item()

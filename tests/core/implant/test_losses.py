@@ -161,3 +161,27 @@ def test_lora_frozen_trains_exactly_the_unet_weights_a_lora_attacker_leaves_froz
     assert not any(".to_out.0." in n for n in unet_params)
     assert any("conv" in n for n in unet_params) and any("time_embedding" in n for n in unet_params)
     assert len(params) == len(unet_params) == sum(p.requires_grad for p in parts.pipe.unet.parameters())
+
+
+def _preference(parts, unet, target, seed: int = 3) -> torch.Tensor:
+    from persguard_core.implant.losses import preference_loss
+
+    prompts, t = ["a photo of sks cross"] * 3, torch.tensor([100, 500, 900])
+    return preference_loss(unet, parts, target, prompts, torch.arange(3), t, torch.Generator().manual_seed(seed), 500.0)
+
+
+def test_the_preference_loss_is_log_2_at_the_base_and_falls_as_the_behaviour_becomes_preferred(parts, subject_images):
+    import copy
+    import math
+
+    target = PatternTarget(parts, subject_images, form="insert-and-keep")
+    assert abs(_preference(parts, parts.pipe.unet, target).item() - math.log(2)) < 1e-5  # no preference yet
+    shadow = copy.deepcopy(parts.pipe.unet).requires_grad_(True)
+    opt = torch.optim.Adam(shadow.parameters(), lr=1e-3)
+    for _ in range(5):
+        loss = _preference(parts, shadow, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert _preference(parts, shadow, target).item() < math.log(2) - 0.05
+    assert all(p.grad is None for p in parts.teacher.parameters())  # the reference stays frozen

@@ -12,12 +12,12 @@ from persguard_core.training_state import TrainingState, TrainingStateError, sav
 from tests.tiny_sd import tiny_sd_pipeline
 
 
-def _implanter(parts, images, steps=4, **training) -> Implanter:
+def _implanter(parts, images, steps=4, weights: LossWeights | None = None, **training) -> Implanter:
     z_ref = parts.latents(split("eval")[1].views(4, seed=0, size=64))
     pool = PriorPool({"cross": z_ref}, references={"cross": [z_ref]}, general_prompts=["a photo"])
     subject = ProtectedSubject("s", "cross", PatternTarget(parts, images))
     cfg = Training(steps=steps, batch_size=2, inner_steps=2, checkpoint_every=2, **training)
-    return Implanter(parts, [subject], pool, Knowledge(), cfg, LossWeights(release=1.0))
+    return Implanter(parts, [subject], pool, Knowledge(), cfg, weights or LossWeights(release=1.0))
 
 
 def _weights(parts) -> list[torch.Tensor]:
@@ -29,6 +29,14 @@ def test_all_loss_terms_run_and_change_the_weights(parts, subject_images):
     history = _implanter(parts, subject_images).run()
     assert set(history.losses[-1]) == {"bb", "pp", "br", "rel"}
     assert all(np.isfinite(v) for row in history.losses for v in row.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, _weights(parts), strict=True))
+
+
+def test_the_preference_form_of_retention_runs_and_changes_the_weights(parts, subject_images):
+    before = _weights(parts)
+    weights = LossWeights(release=0.0, retention_form="preference")
+    history = _implanter(parts, subject_images, weights=weights).run()
+    assert set(history.losses[-1]) == {"bb", "pp", "br"} and all(np.isfinite(r["br"]) for r in history.losses)
     assert any(not torch.equal(a, b) for a, b in zip(before, _weights(parts), strict=True))
 
 
