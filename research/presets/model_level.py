@@ -11,9 +11,10 @@ from research.presets.levers import SIMULATED_16, high_noise, look_keyed
 from research.setting import Preset, Setting
 
 
-def _preference(name: str) -> Setting:
+def _preference(name: str, beta: float = 500.0) -> Setting:
     setting = high_noise(name, retention=1.0, **SIMULATED_16)
-    return replace(setting, losses=setting.losses.model_copy(update={"retention_form": "preference"}))
+    update = {"retention_form": "preference", "preference_beta": beta}
+    return replace(setting, losses=setting.losses.model_copy(update=update))
 
 
 def _look_keyed(name: str, trainable: str, attack: str) -> Setting:
@@ -27,6 +28,7 @@ PRESET = Preset(
         _look_keyed("unet/look-keyed/lora-frozen/full", "lora-frozen", "full"),
         _look_keyed("unet/look-keyed/whole-unet/lora", "unet", "lora"),
         _preference("unet/prompt-keyed-800/retention-k16-w1/preference"),
+        _preference("unet/prompt-keyed-800/retention-k16-w1/preference-beta50", beta=50.0),
     ],
     seeds=[0, 1],
     references_per_class=6,
