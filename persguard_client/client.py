@@ -157,8 +157,16 @@ class PersGuardClient:
         return self._json("GET", "/v1/models")["items"]
 
     # -- subjects -------------------------------------------------------------------------------------------
-    def create_subject(self, name: str, class_noun: str, images: Sequence[tuple[str, bytes]]) -> Subject:
-        """Register a subject from (file name, bytes) pairs (3-20 PNG, JPEG or WebP images)."""
+    def create_subject(
+        self,
+        name: str,
+        class_noun: str,
+        images: Sequence[tuple[str, bytes]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Subject:
+        """Register a subject from (file name, bytes) pairs (3-20 PNG, JPEG or WebP images). An Idempotency-Key (a
+        fresh one unless given) makes retries safe: a replay returns the same subject."""
         files = [
             ("images", (filename, data, CONTENT_TYPES.get(Path(filename).suffix.lower(), "application/octet-stream")))
             for filename, data in images
@@ -168,6 +176,7 @@ class PersGuardClient:
             "/v1/subjects",
             data={"name": name, "class_noun": class_noun},
             files=files,
+            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())},
         )
         return Subject.from_json(body)
 

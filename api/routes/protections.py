@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Principal, QuotasDep, RightsHolderOrAdmin, RunnerDep, SessionDep
+from api.deps import IdempotencyKey, Principal, QuotasDep, RightsHolderOrAdmin, RunnerDep, SessionDep
 from api.errors import problem_responses
 from api.schemas.jobs import JobOut, ProtectionCreate
 from api.services import jobs as service
@@ -44,10 +42,7 @@ async def create_protection(
     quotas: QuotasDep,
     principal: RightsHolderOrAdmin,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(min_length=1, max_length=200, description="replaying a request with the same key returns the same job"),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobOut:
     """Queue a protection job; with an Idempotency-Key, a replay returns the first job instead of a new one. A tenant
     at its limit of active jobs gets a 429 (see docs/API.md, "Limits")."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
-from api.deps import QuotasDep, RightsHolderOrAdmin, SessionDep, SettingsDep, StorageDep
+from api.deps import IdempotencyKey, QuotasDep, RightsHolderOrAdmin, SessionDep, SettingsDep, StorageDep
 from api.errors import ProblemError, problem_responses
 from api.images import ImageRejected, UploadLimits, check_count, check_size, validate_uploads
 from api.pagination import PageDep, paginate
@@ -39,7 +39,7 @@ def _read_uploads(images: list[UploadFile], limits: UploadLimits) -> list[tuple[
     return files
 
 
-@router.post("", status_code=201, response_model=SubjectOut, responses=problem_responses(400, 413, 415, 503))
+@router.post("", status_code=201, response_model=SubjectOut, responses=problem_responses(400, 409, 413, 415, 503))
 def create_subject(
     session: SessionDep,
     storage: StorageDep,
@@ -49,15 +49,21 @@ def create_subject(
     name: Annotated[str, Form(min_length=1, max_length=100, pattern=NO_NUL, description="a label for the subject")],
     class_noun: Annotated[str, Form(max_length=50, pattern=CLASS_NOUN_PATTERN, description='e.g. "dog"')],
     images: Annotated[list[UploadFile] | None, File(description="3-20 PNG, JPEG or WebP images")] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Subject:
-    """Register a subject from its images; refused uploads store nothing. A tenant at its limit of subjects or of
+    """Register a subject from its images; refused uploads store nothing. With an Idempotency-Key, a replay (same
+    form fields and files) returns the first subject instead of a new one. A tenant at its limit of subjects or of
     stored image bytes gets a 429 (see docs/API.md, "Limits")."""
     limits = _limits(settings)
     try:
-        clean = validate_uploads(_read_uploads(images or [], limits), limits)
+        files = _read_uploads(images or [], limits)
+        digest = service.request_hash(name, class_noun, files)
+        if idempotency_key and (earlier := service.find_replay(session, principal.tenant_id, idempotency_key, digest)):
+            return earlier
+        clean = validate_uploads(files, limits)
     except ImageRejected as exc:
         raise ProblemError(exc.status, str(exc), kind="invalid-upload") from exc
-    return service.create_subject(session, storage, principal, name, class_noun, clean, quotas)
+    return service.create_subject(session, storage, principal, name, class_noun, clean, quotas, idempotency_key, digest)
 
 
 @router.get("", response_model=Page[SubjectOut])

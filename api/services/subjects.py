@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from api.images import CleanImage
-from api.services.errors import NotFound, StorageUnavailable
+from api.services.errors import IdempotencyConflict, NotFound, StorageUnavailable
 from api.services.principal import Principal
 from api.services.quotas import Quotas, check_new_subject
 from common.audit import record_event
@@ -17,6 +20,32 @@ from common.models import JobStatus, ProtectionJob, Subject, SubjectImage, Subje
 from common.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
+
+
+def request_hash(name: str, class_noun: str, files: Sequence[tuple[str, bytes]]) -> str:
+    """A digest of an upload's form fields and its files (name and bytes, in order), to tell a replay from a
+    different request under one Idempotency-Key."""
+    digest = hashlib.sha256()
+    for part in [name.encode(), class_noun.encode()] + [p for f, data in files for p in (f.encode(), data)]:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def find_replay(session: Session, tenant_id: uuid.UUID, key: str, digest: str) -> Subject | None:
+    """The subject an earlier upload under this Idempotency-Key made in tenant `tenant_id` (the caller's);
+    IdempotencyConflict if that upload had other form fields or files."""
+    subject = session.scalar(
+        select(Subject)
+        .where(Subject.tenant_id == tenant_id, Subject.idempotency_key == key)
+        .options(selectinload(Subject.images))
+    )
+    if subject is not None and subject.request_hash != digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {key!r} was already used with a different upload (form fields or images); "
+            "send a new key for a new subject"
+        )
+    return subject
 
 
 def create_subject(
@@ -27,10 +56,13 @@ def create_subject(
     class_noun: str,
     images: list[CleanImage],
     quotas: Quotas | None = None,
+    idempotency_key: str | None = None,
+    digest: str | None = None,
 ) -> Subject:
     """Store the images, then the rows; if either fails, remove what was stored and raise. With `quotas`, a subject
     that would pass its tenant's limits is refused (QuotaExceeded): checked before storing anything, and again,
-    under the tenant's lock, before the rows are written."""
+    under the tenant's lock, before the rows are written. A concurrent upload that wrote the same Idempotency-Key
+    first wins: its subject is returned (see `find_replay`)."""
     subject_id = uuid.uuid4()
     stored: list[str] = []
     new_bytes = sum(len(image.png) for image in images)
@@ -53,6 +85,8 @@ def create_subject(
             name=name,
             class_noun=class_noun,
             images=rows,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
         )
         session.add(subject)
         session.flush()
@@ -69,6 +103,13 @@ def create_subject(
         log.warning("storing the images of subject %s failed: %s", subject_id, exc)
         _remove(storage, stored)
         raise StorageUnavailable("storage is unavailable, retry later") from exc
+    except IntegrityError:
+        session.rollback()
+        _remove(storage, stored)
+        earlier = find_replay(session, principal.tenant_id, idempotency_key, digest or "") if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
     except BaseException:
         session.rollback()
         _remove(storage, stored)

@@ -20,12 +20,16 @@ class Subject(IdMixin, CreatedMixin, Base):
     """One person, pet, object or artwork a rights holder registered (METHOD.md, Roles)."""
 
     __tablename__ = "subjects"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_subjects_idempotency"),)
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     owner_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
     name: Mapped[str] = mapped_column(String(100))
     class_noun: Mapped[str] = mapped_column(String(50))
     status: Mapped[str] = mapped_column(String(16), default=SubjectStatus.READY)
+    # The Idempotency-Key of the upload that made it (kept per tenant) and the digest of that upload's form and files.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
 
     images: Mapped[list[SubjectImage]] = relationship(
         back_populates="subject", cascade="all, delete-orphan", order_by="SubjectImage.position"

@@ -150,6 +150,31 @@ def test_protect_sends_one_idempotency_key_on_every_attempt():
     assert len(sent) == 2 and len(keys) == 1
 
 
+def test_create_subject_sends_one_idempotency_key_on_every_attempt():
+    subject = {"id": str(uuid.uuid4()), "name": "rex", "class_noun": "dog", "images": []}
+    client, _, sent = _scripted(_problem(503, "storage is unavailable, retry later"), httpx.Response(201, json=subject))
+    assert client.create_subject("rex", "dog", [("a.png", b"x")]).id == subject["id"]
+    keys = {request.headers["idempotency-key"] for request in sent}
+    assert len(sent) == 2 and len(keys) == 1
+
+
+def test_an_upload_whose_answer_is_lost_is_retried_with_its_key_and_makes_one_subject(service, tmp_path):
+    """The first attempt commits but its answer never arrives (as when the API is killed before answering): the
+    client retries with the same Idempotency-Key and gets the first subject back."""
+    sent: list[httpx.Request] = []
+
+    def lose_the_first_answer(response: httpx.Response) -> None:
+        sent.append(response.request)
+        if len(sent) == 1:
+            raise httpx.RemoteProtocolError("server disconnected without sending a response", request=response.request)
+
+    service.http.event_hooks["response"].append(lose_the_first_answer)
+    client = service.client()
+    subject = client.create_subject_from_folder(_photos(tmp_path / "rex"), "dog")
+    assert len(sent) == 2 and len({request.headers["idempotency-key"] for request in sent}) == 1
+    assert [item["id"] for item in client._json("GET", "/v1/subjects")["items"]] == [subject.id]
+
+
 def test_a_checkpoint_is_downloaded_with_its_sha256_and_the_link_gets_no_key(service, tmp_path):
     sent: list[httpx.Request] = []
     service.http.event_hooks["request"].append(sent.append)

@@ -11,6 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError
 
 from common.db import make_engine
 from common.migrate import downgrade, upgrade
@@ -200,5 +201,47 @@ def test_0005_adds_the_job_phase_to_existing_jobs_and_takes_it_away_again(empty_
     engine = make_engine(empty_url)
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT step FROM protection_jobs")) == 40
+    engine.dispose()
+    downgrade(empty_url)  # leave no rows behind in the shared Postgres database
+
+
+def test_0008_adds_the_subjects_idempotency_key_unique_per_tenant_and_takes_it_away_again(empty_url: str) -> None:
+    upgrade(empty_url, "0007")
+    now = datetime.now(UTC)
+    tenant = str(uuid.uuid4())
+    insert = text(
+        "INSERT INTO subjects (id, tenant_id, name, class_noun, status, created_at) "
+        "VALUES (:id, :tenant, 'rex', 'dog', 'ready', :now)"
+    )
+    engine = make_engine(empty_url)
+    with engine.begin() as connection:  # two subjects of one tenant, as 0007 records them
+        connection.execute(
+            text("INSERT INTO tenants (id, name, created_at) VALUES (:id, 'acme', :now)"), {"id": tenant, "now": now}
+        )
+        for _ in range(2):
+            connection.execute(insert, {"id": str(uuid.uuid4()), "tenant": tenant, "now": now})
+    engine.dispose()
+    assert not {"idempotency_key", "request_hash"} & _columns(empty_url, "subjects")
+
+    upgrade(empty_url, "0008")
+    engine = make_engine(empty_url)
+    keyed = text(
+        "INSERT INTO subjects (id, tenant_id, name, class_noun, status, idempotency_key, request_hash, created_at) "
+        "VALUES (:id, :tenant, 'rex', 'dog', 'ready', 'k', 'ab', :now)"
+    )
+    with engine.connect() as connection:  # the earlier rows have no key, and null keys do not collide
+        rows = connection.execute(text("SELECT idempotency_key, request_hash FROM subjects")).all()
+        assert rows == [(None, None)] * 2
+    with engine.begin() as connection:
+        connection.execute(keyed, {"id": str(uuid.uuid4()), "tenant": tenant, "now": now})
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(keyed, {"id": str(uuid.uuid4()), "tenant": tenant, "now": now})
+    engine.dispose()
+
+    downgrade(empty_url, "0007")
+    assert not {"idempotency_key", "request_hash"} & _columns(empty_url, "subjects")
+    engine = make_engine(empty_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM subjects")) == 3
     engine.dispose()
     downgrade(empty_url)  # leave no rows behind in the shared Postgres database
