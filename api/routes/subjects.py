@@ -57,8 +57,8 @@ def create_subject(
     limits = _limits(settings)
     try:
         files = _read_uploads(images or [], limits)
-        digest = service.request_hash(name, class_noun, files)
-        if idempotency_key and (earlier := service.find_replay(session, principal.tenant_id, idempotency_key, digest)):
+        digest = service.request_hash(name, class_noun, files) if idempotency_key else None
+        if digest and (earlier := service.find_replay(session, principal.tenant_id, idempotency_key, digest)):
             return earlier
         clean = validate_uploads(files, limits)
     except ImageRejected as exc:
