@@ -205,6 +205,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                 seeds=args.seeds,
                 only=args.only,
                 runs_dir=args.runs,
+                base_model=args.base_model,
             )
     except (KeyError, FileNotFoundError) as exc:  # an unknown preset or setting, or nothing done to collect
         print(f"persguard experiment: {exc.args[0]}", file=sys.stderr)
@@ -318,6 +319,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--runs",
         type=Path,
         help="each seed's run folder and figures (default OUT/runs); presets that share settings can share it",
+    )
+    exp.add_argument(
+        "--base-model",
+        help="protect and attack this model folder instead of the preset's (give it a --runs folder of its own)",
     )
     exp.add_argument(
         "--collect",

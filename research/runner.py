@@ -195,8 +195,10 @@ def _say(progress: Progress, message: str) -> None:
         progress(message)
 
 
-def selected(preset_name: str, seeds: list[int] | None = None, only: list[str] | None = None) -> Preset:
-    """The named preset, with other seeds or only the named settings if asked."""
+def selected(
+    preset_name: str, seeds: list[int] | None = None, only: list[str] | None = None, base_model: str | None = None
+) -> Preset:
+    """The named preset, with other seeds, only the named settings or another base model if asked."""
     if preset_name not in PRESETS:
         raise KeyError(f"unknown preset {preset_name!r}; known: {tuple(PRESETS)}")
     preset = PRESETS[preset_name]
@@ -207,6 +209,8 @@ def selected(preset_name: str, seeds: list[int] | None = None, only: list[str] |
         if unknown:
             raise KeyError(f"settings {sorted(unknown)} not in preset {preset_name!r}")
         preset = replace(preset, settings=[s for s in preset.settings if s.name in only])
+    if base_model is not None:
+        preset = replace(preset, base_model=base_model)
     return preset
 
 
@@ -222,18 +226,20 @@ def run_experiment(
     seeds: list[int] | None = None,
     only: list[str] | None = None,
     runs_dir: Path | None = None,
+    base_model: str | None = None,
 ) -> dict:
-    """Run a preset (optionally with other seeds, or only the named settings); writes results as rows finish.
-    Each seed's run folder and figures go to `runs_dir` (default `out_dir/runs`)."""
-    preset = selected(preset_name, seeds, only)
+    """Run a preset (optionally with other seeds, only the named settings, or on another base model than the
+    preset's); writes results as rows finish. Each seed's run folder and figures go to `runs_dir` (default
+    `out_dir/runs`; give a base model other than the preset's a runs folder of its own)."""
+    preset = selected(preset_name, seeds, only, base_model)
     out_dir.mkdir(parents=True, exist_ok=True)
     verifier = Verifier(
-        model_io.load_pipeline("builtin"), ToyJudge.load(), n_images=preset.n_images, steps=preset.sample_steps
+        model_io.load_pipeline(preset.base_model), ToyJudge.load(), n_images=preset.n_images, steps=preset.sample_steps
     )
     rows = []
     for setting in preset.settings:
         rows.append(run_row(setting, preset, verifier, runs_dir or out_dir / "runs", progress))
-        results = {"preset": preset_name, "rows": rows}
+        results = {"preset": preset_name, "base_model": preset.base_model, "rows": rows}
         _write_results(results, out_dir)
     return results
 

@@ -32,6 +32,7 @@ class Setting:
     transform: str | None = None  # a name of persguard_core.attacker.TRANSFORMS applied to the attacker's images
     mixed: bool = False  # the attacker uses half protected images, half other clean images of the subject
     template: str | None = None  # the attacker's instance-prompt template, where not the knowledge's
+    identifier: str | None = None  # the attacker's identifier (a white-box protection knows it), where not "sks"
     losses: LossWeights = field(default_factory=LossWeights)
     training: Training = field(default_factory=Training)
     carrier: Carrier = "unet"
@@ -50,3 +51,4 @@ class Preset:
     references_per_class: int = 2  # unprotected class-mates the protection keeps normal
     split: Split = "eval"  # "tuning" while developing the method; reported tables use "eval" (or "fresh")
     attack_draws: int = 1  # attacks per protected model: draw k runs the recipe with seed `seed + 1000 k`
+    base_model: str = "builtin"  # what is protected and attacked: "builtin" or a model folder (`--base-model`)

@@ -74,6 +74,8 @@ def attack_setting(setting: Setting, seed: int, draw: int = 0) -> AttackSetting:
         overrides |= {"identifier": BLACK_BOX_IDENTIFIER, "template": BLACK_BOX_TEMPLATE}
     if setting.template is not None:
         overrides["template"] = setting.template
+    if setting.identifier is not None:
+        overrides["identifier"] = setting.identifier
     transform = None
     if setting.transform is not None:
         fn, rng = named_transform(setting.transform), np.random.default_rng(seed)
@@ -111,12 +113,21 @@ def protection_spec(setting: Setting, preset: Preset, seed: int, run_dir: Path) 
     return ProtectionSpec(
         subjects=subjects,
         references=[ReferenceSet(class_noun=k, images=v) for k, v in references.items() if v],
-        knowledge=Knowledge.gray_box() if setting.knowledge in ("gray-box", "black-box") else Knowledge(),
+        base_model=preset.base_model,
+        knowledge=_knowledge(setting),
         losses=setting.losses,
         training=setting.training.model_copy(update={"seed": seed}),
         carrier=setting.carrier,
         encoder=setting.encoder,
     )
+
+
+def _knowledge(setting: Setting) -> Knowledge:
+    """What the protection knows of the attacker's prompt: white-box, the row's identifier (default "sks") and the
+    default template; gray- and black-box, the universal lists."""
+    if setting.knowledge in ("gray-box", "black-box"):
+        return Knowledge.gray_box()
+    return Knowledge() if setting.identifier is None else Knowledge(identifiers=[setting.identifier])
 
 
 def class_mates(chosen: list[Chosen], which: str) -> list[Subject]:

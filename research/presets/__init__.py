@@ -1,6 +1,6 @@
 """The named experiment presets, one module each: `persguard experiment --preset NAME`."""
 
-from research.presets import adaptive, carrier, fresh, levers, model_level, paper, smoke, unet
+from research.presets import adaptive, carrier, fresh, heard_identifier, levers, model_level, paper, smoke, unet
 from research.setting import Preset
 
 PRESETS: dict[str, Preset] = {
@@ -12,4 +12,5 @@ PRESETS: dict[str, Preset] = {
     "adaptive": adaptive.PRESET,
     "fresh": fresh.PRESET,
     "model-level": model_level.PRESET,
+    "heard-identifier": heard_identifier.PRESET,
 }

@@ -39,6 +39,11 @@ def test_only_refuses_settings_the_preset_does_not_have(tmp_path):
         runner.run_experiment("levers", tmp_path, only=["no-such-setting"])
 
 
+def test_a_base_model_given_replaces_the_presets_and_none_keeps_it():
+    assert runner.selected("heard-identifier", base_model="/models/stage4").base_model == "/models/stage4"
+    assert runner.selected("heard-identifier").base_model == "builtin"
+
+
 def test_collect_averages_only_the_seeds_done_and_skips_settings_with_none(tmp_path):
     _write_seed(tmp_path / "runs", "encoder_white-box_full", 0, 1.0)
     _write_seed(tmp_path / "runs", "encoder_white-box_full", 2, 0.5)

@@ -1,5 +1,7 @@
 """Which subjects a seed protects and attacks, and the specs and attackers the research rows build."""
 
+from dataclasses import replace
+
 import pytest
 
 from persguard_core.verify.run import CaseResult
@@ -61,6 +63,25 @@ def test_the_attackers_prompt_follows_the_settings_knowledge_and_template():
     assert black.instance_prompt("circle") == "a rendering of zqf circle"
     assert template_only.instance_prompt("circle") == "a rendering of sks circle"
     assert white.class_prompt("circle") == black.class_prompt("circle") == template_only.class_prompt("circle")
+
+
+def test_a_rows_identifier_is_the_attackers_and_what_a_white_box_protection_knows(tmp_path):
+    preset = PRESETS["heard-identifier"]
+    rows = {s.identifier: s for s in preset.settings}
+    attacker = attack_setting(rows["zwc"], seed=0).recipe
+    assert attacker.instance_prompt("circle") == "a photo of zwc circle"
+    assert protection_spec(rows["zwc"], preset, 0, tmp_path).knowledge.trigger_prompts("circle") == [
+        "a photo of zwc circle"
+    ]
+    assert protection_spec(rows["sks"], preset, 0, tmp_path).knowledge.trigger_prompts("circle") == [
+        "a photo of sks circle"
+    ]
+
+
+def test_the_presets_base_model_is_the_one_protected(tmp_path):
+    preset = replace(PRESETS["heard-identifier"], base_model=str(tmp_path / "stage4"))
+    assert protection_spec(preset.settings[0], preset, 0, tmp_path).base_model == str(tmp_path / "stage4")
+    assert protection_spec(preset.settings[0], PRESETS["levers"], 0, tmp_path).base_model == "builtin"
 
 
 def test_each_class_attacks_one_unprotected_class_mate_per_protected_class():
