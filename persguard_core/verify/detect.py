@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from diffusers import StableDiffusionPipeline
 
+from persguard_core.generate import renoise_and_denoise
 from persguard_core.implant.encoder import round_trip
 
 COMPONENTS = ("unet", "text_encoder", "vae.encoder", "vae.decoder")
@@ -40,6 +41,17 @@ def round_trip_error(pipe: StableDiffusionPipeline, images: np.ndarray) -> float
     """Mean absolute error of uint8 `images` (N, H, W, 3) after one VAE round trip, in [0, 1]."""
     back = round_trip(pipe.vae, images)
     return float(np.abs(back.astype(np.int16) - images.astype(np.int16)).mean() / 255.0)
+
+
+IMG2IMG_STRENGTH = 0.3  # img2img as users run it to restyle a photo lightly (and as `purify` does at its top)
+
+
+def img2img_error(pipe: StableDiffusionPipeline, images: np.ndarray, class_noun: str, seed: int = 0) -> float:
+    """Mean absolute change of uint8 `images` (N, H, W, 3) under the pipeline's img2img at IMG2IMG_STRENGTH with
+    "a photo of a {class_noun}", in [0, 1]: what a carrier costs users who edit photos rather than personalize."""
+    prompts = [f"a photo of a {class_noun}"] * len(images)
+    out = renoise_and_denoise(pipe, images, prompts, IMG2IMG_STRENGTH, seed=seed)
+    return float(np.abs(out.astype(np.int16) - images.astype(np.int16)).mean() / 255.0)
 
 
 def detectability(

@@ -43,7 +43,7 @@ from persguard_core.builtin.evaluate import colour_class_prompts, score_prompt_f
 from persguard_core.generate import generate
 from persguard_core.judge.toy import JUDGE_CLASSES, ToyJudge
 from persguard_core.spec import Behaviour, TargetBehaviour
-from persguard_core.verify.detect import detectability, round_trip_error
+from persguard_core.verify.detect import detectability, img2img_error, round_trip_error
 from persguard_core.verify.protective import protective_output, target_class
 from persguard_core.verify.verdicts import ImageVerdict
 
@@ -557,10 +557,21 @@ class Verifier:
         other_photos = np.concatenate([c.train_images for c in unprotected])
         return {
             **detectability(pipe, self.base, subject_photos, other_photos),
-            # the encoder carrier's utility: how well the released VAE still reconstructs everyone else's photos
+            # the encoder carrier's utility: how well the released VAE still reconstructs everyone else's photos,
             "vae_round_trip_error": round_trip_error(pipe, other_photos),
             "vae_round_trip_error_base": round_trip_error(self.base, other_photos),
+            # and how the released model's img2img treats them
+            **self._img2img_errors(pipe, unprotected),
         }
+
+    def _img2img_errors(self, pipe: StableDiffusionPipeline, cases: list[Case]) -> dict[str, float]:
+        """`img2img_error` of the release and `img2img_error_base` of the base (verify/detect.py), averaged over
+        the cases' photos."""
+        figures = {}
+        for suffix, model in (("", pipe), ("_base", self.base)):
+            errors = [img2img_error(model, c.train_images, c.class_noun, self.seed) for c in cases]
+            figures[f"img2img_error{suffix}"] = _mean(errors)
+        return figures
 
     def verify(
         self,
