@@ -29,6 +29,7 @@ class Setting:
     knowledge: KnowledgeKind = "white-box"
     attack: str = "full"  # a recipe name of persguard_core.attacker.RECIPES
     attack_steps: int | None = None  # None: the recipe's
+    attack_lr_scale: float | None = None  # the recipe's learning rates times this; None: BUILTIN_LR_SCALE (x30)
     transform: str | None = None  # a name of persguard_core.attacker.TRANSFORMS applied to the attacker's images
     mixed: bool = False  # the attacker uses half protected images, half other clean images of the subject
     template: str | None = None  # the attacker's instance-prompt template, where not the knowledge's

@@ -83,7 +83,8 @@ def attack_setting(setting: Setting, seed: int, draw: int = 0) -> AttackSetting:
         def transform(images: np.ndarray) -> np.ndarray:
             return fn.apply(images, rng)
 
-    attack = recipe(setting.attack, lr_scale=BUILTIN_LR_SCALE, **overrides)
+    lr_scale = BUILTIN_LR_SCALE if setting.attack_lr_scale is None else setting.attack_lr_scale
+    attack = recipe(setting.attack, lr_scale=lr_scale, **overrides)
     return AttackSetting(setting.name, attack, transform, setting.transform)
 
 

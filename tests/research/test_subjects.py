@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import pytest
 
+from persguard_core.attacker import BUILTIN_LR_SCALE, RECIPES
 from persguard_core.verify.run import CaseResult
 from research.presets import PRESETS
 from research.report import case_line
@@ -82,6 +83,14 @@ def test_the_presets_base_model_is_the_one_protected(tmp_path):
     preset = replace(PRESETS["heard-identifier"], base_model=str(tmp_path / "stage4"))
     assert protection_spec(preset.settings[0], preset, 0, tmp_path).base_model == str(tmp_path / "stage4")
     assert protection_spec(preset.settings[0], PRESETS["levers"], 0, tmp_path).base_model == "builtin"
+
+
+def test_a_rows_lr_scale_replaces_the_builtin_scale():
+    by_name = {s.name: s for s in PRESETS["fresh"].settings}
+    naive = attack_setting(by_name["encoder/white-box/full"], seed=0).recipe
+    diffusers = attack_setting(by_name["encoder/diffusers-lr/3200-steps"], seed=0).recipe
+    assert diffusers.learning_rate == RECIPES["full"].learning_rate == naive.learning_rate / BUILTIN_LR_SCALE
+    assert diffusers.steps == 3200
 
 
 def test_each_class_attacks_one_unprotected_class_mate_per_protected_class():
