@@ -452,13 +452,22 @@ class Verifier:
             self._part(self.attack_units(setting.recipe) + self.generation_units(self.n_images)).finish()
         return self._base_images[key]
 
+    def _attacks_as_base(self, pipe: StableDiffusionPipeline, setting: AttackSetting) -> bool:
+        """Whether the attack on `pipe` is the attack on the base: `clean-vae` puts the base's VAE back, so on a
+        release that otherwise generates as the base (an encoder-carrier release) it fine-tunes the base itself.
+        Not with a photo transform, whose random draw differs between the two attacks."""
+        return setting.recipe.adaptive == "clean-vae" and setting.transform is None and self._generates_as_base(pipe)
+
     def run_case(
         self, pipe: StableDiffusionPipeline, case: Case, setting: AttackSetting, behaviours: list[Behaviour]
     ) -> CaseResult:
         """Protected case: PSR under its own behaviour. Unprotected: any protected behaviour counts, except a
         target that is the case's own class (a diamond drawn for "sks diamond" is the prompt followed). An
         unprotected case is also attacked on the base model, for its similarity and false-trigger references."""
-        images = self.attacked_images(pipe, case, setting)
+        if case.behaviour is None and self._attacks_as_base(pipe, setting):
+            images = self._base_attacked_images(case, setting)  # run once; its second call below counts as done
+        else:
+            images = self.attacked_images(pipe, case, setting)
         similarities = self.similarities(images, case)
         if case.behaviour is not None:
             shown = protective_output(images, case.behaviour, self.judge)

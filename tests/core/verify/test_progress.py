@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from persguard_core import model_io
-from persguard_core.attacker import recipe
+from persguard_core.attacker import personalize, recipe
 from persguard_core.attacker.dreambooth import CLASS_IMAGE_STEPS
 from persguard_core.generate import generate
 from persguard_core.judge.toy import ToyJudge
@@ -119,3 +119,34 @@ def test_figures_are_the_same_with_the_base_generations_shared(base, monkeypatch
         apart = _verifier(base, m).verify(encoder_only, *_cases(), SETTING).summary()
     assert shared.keys() == apart.keys()
     assert all(shared[k] == apart[k] or (np.isnan(shared[k]) and np.isnan(apart[k])) for k in shared)
+
+
+def test_clean_vae_on_an_encoder_only_release_attacks_its_class_mate_once_with_the_same_figures(
+    base, monkeypatch
+) -> None:
+    """With the base's VAE put back, an encoder-carrier release is the base: the class-mate's attack on it is its
+    attack on the base, run once, and every figure and progress step is what running it twice gives."""
+    clean_vae = AttackSetting("clean-vae", recipe("clean-vae", steps=3, batch_size=1, num_class_images=1))
+    encoder_only = _perturbed(base, "vae.encoder")
+    attacked: list[str] = []
+
+    def counting(pipe, images, *args, **kwargs):
+        attacked.append("release" if pipe is encoder_only else "base" if pipe is base else "other")
+        return personalize(pipe, images, *args, **kwargs)
+
+    monkeypatch.setattr(run, "personalize", counting)
+    calls: list[tuple[int, int]] = []
+    once = _verifier(base, monkeypatch).verify(
+        encoder_only, *_cases(), clean_vae, progress=lambda step, total: calls.append((step, total))
+    )
+    assert Counter(attacked) == {"release": 1, "base": 1}  # the protected subject on the release; the class-mate
+    assert (
+        calls[-1][0] == calls[-1][1] == _verifier(base, monkeypatch).planned_units(encoder_only, *_cases(), clean_vae)
+    )
+    with monkeypatch.context() as m:
+        m.setattr(run, "generates_alike", lambda a, b: a is b)  # the class-mate attacked on both models
+        twice = _verifier(base, m).verify(encoder_only, *_cases(), clean_vae)
+    assert Counter(attacked) == {"release": 3, "base": 2}
+    a, b = once.summary(), twice.summary()
+    assert a.keys() == b.keys()
+    assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
