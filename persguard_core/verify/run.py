@@ -311,6 +311,7 @@ class Verifier:
         self.batch_size = batch_size
         self._base_images: dict[tuple, np.ndarray] = {}
         self._base_generations: dict[tuple, np.ndarray] = {}
+        self._base_img2img: dict[str, float] = {}  # case name -> the base's img2img_error on its photos
         self._alike: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # pipeline -> (its modules, alike?)
         self._tally: _Tally | None = None
 
@@ -575,12 +576,14 @@ class Verifier:
 
     def _img2img_errors(self, pipe: StableDiffusionPipeline, cases: list[Case]) -> dict[str, float]:
         """`img2img_error` of the release and `img2img_error_base` of the base (verify/detect.py), averaged over
-        the cases' photos."""
-        figures = {}
-        for suffix, model in (("", pipe), ("_base", self.base)):
-            errors = [img2img_error(model, c.train_images, c.class_noun, self.seed) for c in cases]
-            figures[f"img2img_error{suffix}"] = _mean(errors)
-        return figures
+        the cases' photos; the base's is measured once per case (cached like the base's attacks)."""
+        for c in cases:
+            if c.name not in self._base_img2img:
+                self._base_img2img[c.name] = img2img_error(self.base, c.train_images, c.class_noun, self.seed)
+        return {
+            "img2img_error": _mean([img2img_error(pipe, c.train_images, c.class_noun, self.seed) for c in cases]),
+            "img2img_error_base": _mean([self._base_img2img[c.name] for c in cases]),
+        }
 
     def verify(
         self,

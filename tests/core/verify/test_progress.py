@@ -150,3 +150,23 @@ def test_clean_vae_on_an_encoder_only_release_attacks_its_class_mate_once_with_t
     a, b = once.summary(), twice.summary()
     assert a.keys() == b.keys()
     assert all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+
+
+def test_the_bases_img2img_error_is_measured_once_per_case_and_the_releases_every_time(base, monkeypatch) -> None:
+    encoder_only = _perturbed(base, "vae.encoder")
+    measured: list[str] = []
+
+    def counting(pipe, images, class_noun, seed=0):
+        measured.append("base" if pipe is base else "release")
+        return run_img2img_error(pipe, images, class_noun, seed)
+
+    run_img2img_error = run.img2img_error
+    monkeypatch.setattr(run, "img2img_error", counting)
+    verifier = _verifier(base, monkeypatch)
+    protected, unprotected = _cases()
+    first = verifier.detection(encoder_only, protected, unprotected)
+    second = verifier.detection(encoder_only, protected, unprotected)
+    assert Counter(measured) == {"base": 1, "release": 2}
+    assert first == second
+    assert first["img2img_error_base"] == run_img2img_error(base, unprotected[0].train_images, "circle")
+    assert first["img2img_error"] != first["img2img_error_base"]
