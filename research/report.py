@@ -16,6 +16,15 @@ COLUMNS = (
     "no_identifier_protective_rate",
     "pre_attack_leakage_ratio",
     "pre_attack_protective_rate",
+    "psr_learned",  # PSR over the attacks that learned the subject (verify/run.py LEARNED_MARGIN)
+    "learned_share",
+    "benign_fidelity_raw",
+    # detectability (verify/detect.py): the protected subject's photos' VAE round-trip error over other photos',
+    # on the release and on the base, and the relative weight distance of the parts carriers change
+    "detect/round_trip_ratio",
+    "detect/round_trip_ratio_base",
+    "detect/weights/vae.encoder",
+    "detect/weights/unet",
     "n_images",
     "seeds",
 )

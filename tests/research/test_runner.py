@@ -93,6 +93,15 @@ def test_results_markdown_has_one_line_per_row_and_prints_missing_values():
     assert "| a | pattern | 0.900 | nan |" in table and table.count("\n| a ") == 1
 
 
+def test_results_markdown_reports_detectability_beside_psr():
+    figures = {"detect/round_trip_ratio": 3.0, "detect/round_trip_ratio_base": 1.2, "detect/weights/unet": 0.0}
+    table = results_markdown({"preset": "x", "rows": [{"setting": "a", "psr": 0.9, "seeds": [0], **figures}]})
+    header, _, line = table.splitlines()[2:5]
+    cells = dict(zip(header.split(" | "), line.split(" | "), strict=True))
+    assert cells["detect/round_trip_ratio"] == "3.000" and cells["detect/round_trip_ratio_base"] == "1.200"
+    assert cells["detect/weights/unet"] == "0.000" and cells["detect/weights/vae.encoder"] == ""
+
+
 def test_results_markdown_lists_psr_per_behaviour_for_rows_that_mix_behaviours():
     rows = [
         {"setting": "one", "behaviour": "pattern", "psr": 0.9, "seeds": [0]},
