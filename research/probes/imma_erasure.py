@@ -95,7 +95,6 @@ def main() -> None:
     inner = torch.optim.AdamW(unet.parameters(), lr=recipe.learning_rate, weight_decay=1e-2)
     outer = torch.optim.AdamW(attention.values(), lr=recipe.learning_rate * args.outer_lr_scale, weight_decay=0.0)
     inst_prompt = recipe.instance_prompt(protected.class_noun)
-    history = []
     for step in range(args.steps):
         idx = rng.integers(len(photos), size=recipe.batch_size)
         pixels = images_to_pixels(photos[idx])
@@ -114,14 +113,11 @@ def main() -> None:
         outer.step()
         unet.requires_grad_(True)
         if step % 25 == 0 or step == args.steps - 1:
-            history.append((step, round(loss_in.item(), 4), round(loss_db.item(), 4), round(loss_keep.item(), 5)))
-            print(json.dumps({"step": step, "inner": history[-1][1], "ascent": history[-1][2], "keep": history[-1][3]}))
+            losses = {"inner": loss_in.item(), "ascent": loss_db.item(), "keep": loss_keep.item()}
+            print(json.dumps({"step": step, **{k: round(v, 5) for k, v in losses.items()}}))
 
     released = copy.deepcopy(base.unet)  # IMMA's release: the trained attention weights over the original rest
-    with torch.no_grad():
-        for name, p in released.named_parameters():
-            if name in attention:
-                p.copy_(attention[name])
+    released.load_state_dict({name: p.detach() for name, p in attention.items()}, strict=False)
     release = assemble(base.vae, base.text_encoder, base.tokenizer, released.eval(), base.scheduler)
     save_pipeline(release, args.out)
     t_protect = time.time() - t0
