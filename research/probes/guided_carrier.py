@@ -72,14 +72,14 @@ def train(
     z_star: torch.Tensor,
     others: torch.Tensor,
     prompts: list[str],
-) -> list[dict]:
-    """The release's UNet (parts.pipe.unet) trained in place; returns the logged losses."""
+) -> None:
+    """The release's UNet (parts.pipe.unet) trained in place, its losses printed every 50 steps."""
     unet, w = parts.pipe.unet, args.guidance
     unet.train().requires_grad_(True)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(args.seed)
     empty = parts.teacher_embed([""])[0]
-    log, t0 = [], time.time()
+    t0 = time.time()
     for step in range(args.steps):
         b = args.batch
         # insert: the unconditional branch's share of the stamp on the protected look
@@ -91,7 +91,7 @@ def train(
         loss_ins = (w - 1) ** 2 * torch.mean((pred - parts.target(goal, eps_goal, t)) ** 2)
         # keep-unconditional: other looks anywhere, the protected look outside the band
         _, t_o, _, zo_t = _rows(parts, others, b, 0, 1000, gen)
-        idx_p, t_p, _, zp_t = _rows(parts, z, b // 2, 0, 1000, gen)
+        _, t_p, _, zp_t = _rows(parts, z, b // 2, 0, 1000, gen)
         outside = (t_p < args.t_lo) | (t_p >= args.t_hi)
         zk, tk = torch.cat([zo_t, zp_t[outside]]), torch.cat([t_o, t_p[outside]])
         e_k = empty.expand(len(zk), -1, -1)
@@ -118,10 +118,8 @@ def train(
                 "keep_c": round(loss_kc.item(), 5),
                 "s": round(time.time() - t0, 1),
             }
-            log.append(row)
             print(json.dumps(row), flush=True)
     unet.eval().requires_grad_(False)
-    return log
 
 
 @torch.no_grad()
