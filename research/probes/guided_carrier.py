@@ -42,7 +42,7 @@ from persguard_core.model_io import load_pipeline, save_pipeline
 from persguard_core.pattern import default_pattern, stamp
 from persguard_core.toyworld import CLASS_NAMES, Subject, split
 from persguard_core.verify.run import Case, Verifier
-from research.probes.keying_probe import guided_projection
+from research.probes.keying_probe import guided_projection, one_step_x0
 from research.setting import Setting
 from research.subjects import GENERAL_PROMPTS, attack_setting, subjects_for_seed
 
@@ -131,12 +131,10 @@ def branch_drift(before: DiffusionParts, after: DiffusionParts, s: Subject, t: i
     z = before.latents(views)
     tt = torch.full((len(z),), t)
     z_t = before.add_noise(z, before.noise_like(z, torch.Generator().manual_seed(t)), tt)
-    ab = before.alpha_bar(tt)
-    delta = {}
-    for name, p in (("uncond", ""), ("cond", prompt)):
-        emb = before.teacher_embed([p] * len(z))
-        x0 = [(z_t - (1 - ab).sqrt() * parts.pipe.unet(z_t, tt, emb).sample) / ab.sqrt() for parts in (before, after)]
-        delta[name] = (x0[1] - x0[0]).flatten(1)  # (N, 4 h w)
+    delta = {  # (N, 4 h w) per branch
+        name: (one_step_x0(after, z_t, tt, p) - one_step_x0(before, z_t, tt, p)).flatten(1)
+        for name, p in (("uncond", ""), ("cond", prompt))
+    }
     moved = {name: float(d.norm(dim=1).mean()) for name, d in delta.items()}
     apart = float((delta["uncond"] - delta["cond"]).norm(dim=1).mean())  # 0: the move ignores the prompt
     return {f"moved_{k}": round(v, 4) for k, v in moved.items()} | {

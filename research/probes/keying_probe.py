@@ -87,6 +87,13 @@ def one_step_rates(parts: DiffusionParts, protected: Subject, others: list[Subje
     return _protected_vs_others(rate, protected, others)
 
 
+def one_step_x0(parts: DiffusionParts, z_t: torch.Tensor, t: torch.Tensor, prompt: str) -> torch.Tensor:
+    """The clean latent (N, 4, h, w) that `parts.pipe.unet`'s epsilon under `prompt` implies for z_t at timesteps t."""
+    eps = parts.pipe.unet(z_t, t, parts.teacher_embed([prompt] * len(z_t))).sample
+    ab = parts.alpha_bar(t)
+    return (z_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+
+
 @torch.no_grad()
 def guided_projection(parts: DiffusionParts, s: Subject, t: int, prompt: str, w: float = 7.5) -> dict:
     """Where the one-step clean estimates sit along the stamp direction d = z* - z (0: clean, 1: stamped), for the
@@ -97,11 +104,7 @@ def guided_projection(parts: DiffusionParts, s: Subject, t: int, prompt: str, w:
     d = parts.latents(stamp(views, default_pattern(views.shape[1]))) - z
     tt = torch.full((len(z),), t)
     z_t = parts.add_noise(z, parts.noise_like(z, torch.Generator().manual_seed(t)), tt)
-    ab = parts.alpha_bar(tt)
-    x0 = {}
-    for name, p in (("uncond", ""), ("cond", prompt)):
-        eps = parts.pipe.unet(z_t, tt, parts.teacher_embed([p] * len(z))).sample
-        x0[name] = (z_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+    x0 = {name: one_step_x0(parts, z_t, tt, p) for name, p in (("uncond", ""), ("cond", prompt))}
     x0["guided"] = x0["uncond"] + w * (x0["cond"] - x0["uncond"])
     return {name: round(float(((x - z) * d).sum() / (d * d).sum()), 3) for name, x in x0.items()}
 
