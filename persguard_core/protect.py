@@ -29,6 +29,7 @@ from persguard_core.implant.attention_mask import class_token_mask
 from persguard_core.implant.behaviours import BehaviourTarget, PatternTarget, TargetImagesTarget, TeacherPromptTarget
 from persguard_core.implant.data import PriorPool, ProtectedSubject
 from persguard_core.implant.encoder import EncoderImplanter, EncoderSubject, ToTarget
+from persguard_core.implant.lookalikes import lookalike_keep_rows
 from persguard_core.implant.parts import DiffusionParts
 from persguard_core.implant.subject_mask import subject_masks
 from persguard_core.implant.target_choice import best_teacher_sample
@@ -147,11 +148,19 @@ def keep_images(
     general_prompts: list[str],
 ) -> np.ndarray:
     """uint8 images the encoder must encode as before: the class samples, teacher samples of the general
-    prompts (4 each) and the unprotected references."""
+    prompts (4 each), the unprotected references and `spec.encoder.lookalike_rows` of the class samples and
+    references recoloured to a protected subject's palette."""
     size = image_size(pipe)
     general = generate(pipe, [p for p in general_prompts for _ in range(4)], seed=8_000)
     references = [load_images(imgs, size) for r in spec.references for imgs in r.images]
-    return np.concatenate([*samples.values(), general, *references])
+    protected = [load_images(s.images, size) for s in spec.subjects]
+    lookalikes = lookalike_keep_rows(
+        np.concatenate([*samples.values(), *references]),
+        protected,
+        spec.encoder.lookalike_rows,
+        np.random.default_rng(spec.training.seed),
+    )
+    return np.concatenate([*samples.values(), general, *references, lookalikes])
 
 
 def implant_encoder(

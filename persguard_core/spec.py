@@ -244,6 +244,14 @@ class EncoderTraining(_Strict):
         description="gamma: the protected rows' target mean is M_E0(x) + gamma (M_E0(x*) - M_E0(x)); > 1 hands the "
         "attacker an exaggerated protective change, so that a fine-tune that under-fits it still shows it",
     )
+    lookalike_rows: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="keep rows made of other images of the class (class samples, references) recoloured to a "
+        "protected subject's palette (implant/lookalikes.py), added to the kept images: they ask the encoder to "
+        "recognise the subject by more than its colours; 0: none",
+    )
     erasure_target: Literal["teacher-sample", "own-photos"] = Field(
         "teacher-sample",
         description="erasure's x*: one teacher sample of the background prompt (implant/target_choice.py), or each "
