@@ -153,14 +153,13 @@ def keep_images(
     size = image_size(pipe)
     general = generate(pipe, [p for p in general_prompts for _ in range(4)], seed=8_000)
     references = [load_images(imgs, size) for r in spec.references for imgs in r.images]
-    protected = [load_images(s.images, size) for s in spec.subjects]
-    lookalikes = lookalike_keep_rows(
-        np.concatenate([*samples.values(), *references]),
-        protected,
-        spec.encoder.lookalike_rows,
-        np.random.default_rng(spec.training.seed),
-    )
-    return np.concatenate([*samples.values(), general, *references, lookalikes])
+    keep = [*samples.values(), general, *references]
+    if spec.encoder.lookalike_rows:
+        protected = [load_images(s.images, size) for s in spec.subjects]
+        sources = np.concatenate([*samples.values(), *references])
+        rng = np.random.default_rng(spec.training.seed)
+        keep.append(lookalike_keep_rows(sources, protected, spec.encoder.lookalike_rows, rng))
+    return np.concatenate(keep)
 
 
 def implant_encoder(

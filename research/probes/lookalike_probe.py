@@ -26,7 +26,7 @@ from persguard_core.implant.encoder import round_trip
 from persguard_core.judge.toy import ToyJudge
 from persguard_core.model_io import load_pipeline
 from persguard_core.protect import protect
-from persguard_core.toyworld.palette import COLOUR_NAMES
+from persguard_core.toyworld.palette import COLOUR_NAMES, OBJECT_TEXTURES
 from persguard_core.toyworld.render import Appearance
 from persguard_core.toyworld.shapes import CLASS_NAMES
 from persguard_core.toyworld.subjects import Subject
@@ -34,7 +34,7 @@ from persguard_core.verify.protective import protective_output
 from research.presets import PRESETS
 from research.subjects import GENERAL_PROMPTS, protection_spec, subjects_for_seed
 
-TEXTURES = ("striped", "dotted", "checkered", "two-tone")
+TEXTURES = tuple(t for t in OBJECT_TEXTURES if t != "solid")  # a subject's textures: each needs its second colour
 
 
 def lookalikes(app: Appearance) -> dict[str, list[Appearance]]:
